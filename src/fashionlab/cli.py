@@ -1,0 +1,178 @@
+"""The `fashionlab` command: parse, validate, call the library. Errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from .config import RunConfig, load_toml
+from .errors import ConfigError, FashionlabError
+
+# help for each RunConfig field that becomes a `train` flag
+TRAIN_HELP = {
+    "name": "run directory name under the runs folder (default: MODEL-TIMESTAMP)",
+    "model": "network name; 'fashionlab models' lists them",
+    "epochs": "number of epochs",
+    "batch_size": "training batch size",
+    "optimizer": "adam, adamw, rmsprop, sgd or adagrad",
+    "lr": "learning rate (peak rate for onecycle)",
+    "weight_decay": "L2 penalty / decoupled weight decay for adamw",
+    "momentum": "momentum for sgd and rmsprop",
+    "nesterov": "Nesterov momentum for sgd",
+    "scheduler": "none, cosine or onecycle (stepped per batch)",
+    "label_smoothing": "label smoothing of the cross-entropy loss",
+    "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
+    "patience": "early stopping: stop after this many epochs without improvement and keep the best weights",
+    "monitor": "what early stopping watches: val_loss or val_accuracy",
+    "min_delta": "smallest change that counts as an improvement",
+    "seed": "random seed (weights, order, augmentation, dropout)",
+    "split_seed": "seed of the 10,000-image validation split",
+    "val_size": "validation images taken from the 60,000 training images (0 = none)",
+    "train_limit": "train on only the first N training images (0 = all)",
+    "test_limit": "evaluate on only the first N test images (0 = all)",
+    "precision": "auto, fp32 or bf16 (auto times both and keeps the faster)",
+    "device": "auto, cpu or cuda[:N]",
+    "threads": "CPU threads for torch (0 = all cores)",
+    "data_dir": "folder with the four Fashion-MNIST files",
+    "init_from": "fine-tune from the weights of this run (or checkpoint file)",
+    "eval_batch_size": "batch size for validation and testing",
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field; default None so only given flags override the TOML file."""
+    for f in dataclasses.fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=TRAIN_HELP[f.name])
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[f.name], metavar=f.name.upper())
+
+
+def config_from_args(args: argparse.Namespace, base: dict | None = None) -> RunConfig:
+    """Defaults <- preset `base` <- TOML file (-c) <- flags."""
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(load_toml(args.config))
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return RunConfig.from_dict(values)
+
+
+def cmd_train(args) -> int:
+    from .training.loop import train
+
+    if args.resume:
+        run = train(RunConfig(), root=args.runs_dir, resume=args.resume, show_progress=args.progress)
+    else:
+        config = config_from_args(args)
+        run = train(config, root=args.runs_dir, overwrite=args.overwrite, show_progress=args.progress)
+    print(f"finished {run.path}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .inference import evaluate_run
+    from .tables import per_class_table
+
+    metrics = evaluate_run(args.run, split=args.split, root=args.runs_dir, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        print(f"{args.run} on {args.split} ({metrics['n']} images): accuracy {metrics['accuracy']:.4f}, "
+              f"precision {metrics['precision_mean']:.4f}, recall {metrics['recall_mean']:.4f}, "
+              f"F1 {metrics['f1_mean']:.4f}")
+        print(per_class_table(metrics))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .tables import runs_table
+
+    print(runs_table(args.runs_dir))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .tables import models_table
+
+    print(models_table())
+    return 0
+
+
+def cmd_study(args) -> int:
+    from .study import run_study
+
+    run_study(preset=args.preset, out=args.out, seeds=args.seeds, data_dir=args.data_dir,
+              show_progress=args.progress)
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where to look, not the whole usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fashionlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a model into runs/NAME")
+    p.add_argument("-c", "--config", help="TOML file of settings (flags override it)")
+    _add_config_flags(p)
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a finished run's model on the test (or validation) split")
+    p.add_argument("run", help="run name or directory")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("runs", help="list runs: model, epochs, accuracy, mean F1, time")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("models", help="list the models with parameter counts and FLOPs")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("study", help="reproduce the seed report's study and print its Table 1")
+    p.add_argument("--preset", default="quick", help="quick (default) or paper")
+    p.add_argument("--seeds", type=int, default=1, help="repeat each experiment with this many seeds")
+    p.add_argument("--out", default="out/study", help="folder for the study's runs and report")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_study)
+
+    for p in sub.choices.values():
+        p.add_argument("--runs-dir", default=None, help="folder of runs (default: ./runs or $FASHIONLAB_RUNS)")
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="show progress bars (default: when on a terminal)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except FashionlabError as err:
+        print(f"fashionlab: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("fashionlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["ConfigError", "build_parser", "config_from_args", "main"]

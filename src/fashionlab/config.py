@@ -1,0 +1,127 @@
+"""One object holds every setting of a run: TOML (or flags) in, JSON out beside every result."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+from .errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
+SCHEDULERS = ("none", "cosine", "onecycle")
+PRECISIONS = ("auto", "fp32", "bf16")
+MONITORS = ("val_loss", "val_accuracy")
+TRAIN_IMAGES = 60_000
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None          # run directory name; default "<model>-<timestamp>"
+    model: str = "ann"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9            # sgd and rmsprop
+    nesterov: bool = False           # sgd
+    scheduler: str = "none"
+    label_smoothing: float = 0.0
+    augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
+    patience: int = 0                # early stopping patience in epochs; 0 = train all epochs
+    monitor: str = "val_loss"        # what early stopping watches
+    min_delta: float = 0.0
+    seed: int = 0
+    split_seed: int = 0              # the validation split; kept apart so seeds share one split
+    val_size: int = 10_000           # 0 = train on all 60,000 images, no validation
+    train_limit: int = 0             # use only the first N training images (0 = all): quick tries, tests
+    test_limit: int = 0              # evaluate on the first N test images (0 = all 10,000)
+    precision: str = "auto"
+    device: str = "auto"
+    threads: int = 0                 # torch CPU threads; 0 = torch's default (all cores)
+    data_dir: str | None = None
+    init_from: str | None = None     # fine-tune from this run or checkpoint's weights
+    eval_batch_size: int = 1000
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid ones are {', '.join(sorted(known))}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def replace(self, **changes) -> RunConfig:
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    @property
+    def train_size(self) -> int:
+        available = TRAIN_IMAGES - self.val_size
+        return min(self.train_limit, available) if self.train_limit else available
+
+    def validate(self) -> None:
+        """Reject settings that cannot work, before anything runs."""
+        from .data.augment import parse_augment
+        from .models import MODELS
+
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model '{self.model}'; choose from {', '.join(sorted(MODELS))}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("scheduler", self.scheduler, SCHEDULERS)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("monitor", self.monitor, MONITORS)
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError(f"device '{self.device}' must be auto, cpu, cuda or cuda:N")
+        _positive("lr", self.lr)
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("eval_batch_size", self.eval_batch_size, 1)
+        for name in ("weight_decay", "patience", "threads", "train_limit", "test_limit", "min_delta"):
+            _at_least(name, getattr(self, name), 0)
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.val_size < TRAIN_IMAGES:
+            raise ConfigError(f"val_size must be between 0 and {TRAIN_IMAGES - 1}, got {self.val_size}")
+        if self.patience and not self.val_size:
+            raise ConfigError("early stopping (patience) needs a validation split: set val_size > 0")
+        if self.batch_size > self.train_size:
+            raise ConfigError(f"batch_size {self.batch_size} is larger than the {self.train_size} training images")
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise ConfigError(f"run name '{self.name}' must be a plain folder name (no '/', not starting with '.')")
+        self.augment = parse_augment(self.augment)
+
+
+def _choice(name: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} '{value}'; choose from {', '.join(choices)}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value}")
+
+
+def _at_least(name: str, value, low) -> None:
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+
+
+def load_toml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None

@@ -1,0 +1,286 @@
+"""The training loop: `train_one_epoch`, `validate`, `train` — the shape of torchvision's reference script.
+
+Determinism and exact resume: every step re-seeds torch's RNG from (seed, epoch, step) and every epoch's
+sample order is a function of (seed, epoch). So a run resumed from a checkpoint taken after any step
+draws exactly the random numbers the uninterrupted run would have drawn, with nothing but counters to
+save. Ctrl-C sets a flag that is checked between steps, so the checkpoint it writes is consistent.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import RunConfig
+from ..data import (
+    CLASSES,
+    MEAN,
+    STD,
+    FashionMNIST,
+    Split,
+    apply_augment,
+    epoch_order,
+    iterate_batches,
+    load_fashion_mnist,
+    make_splits,
+    num_batches,
+)
+from ..errors import FashionlabError, RunError, TrainingDiverged
+from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
+from ..models import count_parameters, create_model
+from ..runs import Run, create_run, open_run
+from .checkpoint import load_checkpoint, model_state, save_checkpoint
+from .early_stopping import EarlyStopping
+from .optim import create_optimizer, create_scheduler
+from .precision import autocast, choose_precision, prepare_input, prepare_model, resolve_device
+
+
+class Interrupted(FashionlabError):
+    exit_code = 130
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+    epoch: int = 0            # completed epochs
+    step: int = 0             # completed batches of the current epoch
+    loss_sum: float = 0.0     # of the current epoch so far
+    correct: int = 0
+    seen: int = 0
+    train_seconds: float = 0.0
+    history: list = field(default_factory=list)
+
+
+def derive_seed(seed: int, epoch: int, step: int) -> int:
+    return ((seed * 1_000_003 + epoch) * 100_003 + step) % (2**63)
+
+
+class _StopFlag:
+    """Turns the first Ctrl-C into a request to stop after the current step; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if hasattr(signal, "SIGINT") and _in_main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _log(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def load_weights(source: str | Path) -> dict:
+    """Model weights from a run (its model.pt) or from a checkpoint file."""
+    path = Path(source)
+    if path.is_file():
+        state = load_checkpoint(path)
+    else:
+        run = open_run(source)
+        path = run.model_path if run.model_path.is_file() else run.best_checkpoint
+        state = load_checkpoint(path)
+    return state["model"] if "model" in state else state
+
+
+def _load_into(model: nn.Module, weights: dict, source) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise RunError(f"weights from {source} do not fit this model ({first}); "
+                       "--init-from needs a run of the same model") from None
+
+
+def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config: RunConfig, progress: Progress,
+                    precision: str, device: torch.device, stop: _StopFlag, bar: tqdm | None) -> None:
+    """Train from `progress.step` to the end of the epoch, or until Ctrl-C; updates `progress` per step."""
+    model.train()
+    epoch = progress.epoch
+    order = epoch_order(len(train), config.seed, epoch)
+    for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
+                                               drop_last=True), start=progress.step):
+        torch.manual_seed(derive_seed(config.seed, epoch, b))
+        if config.augment:
+            x = apply_augment(x, config.augment, None)
+        with autocast(device, precision):
+            logits = model(prepare_input(x, model))
+        loss = criterion(logits.float(), y)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"loss became {loss_value} at epoch {epoch + 1}, batch {b + 1}; the last good "
+                                   "checkpoint is kept; try a lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        progress.loss_sum += loss_value * len(y)
+        progress.correct += int((logits.argmax(1) == y).sum())
+        progress.seen += len(y)
+        progress.step = b + 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", refresh=False)
+        if stop.requested:
+            return
+
+
+def _checkpoint(model, optimizer, scheduler, stopper, progress, config, precision) -> dict:
+    return {
+        "model": model_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "early_stopping": stopper.state_dict(),
+        "progress": asdict(progress),
+        "config": config.to_dict(),
+        "precision": precision,
+        "rng": torch.get_rng_state(),
+    }
+
+
+def train(config: RunConfig, root=None, resume: str | Path | None = None, overwrite: bool = False,
+          data: FashionMNIST | None = None, show_progress: bool | None = None) -> Run:
+    """Train `config` into a new run directory (or continue `resume`), evaluate on the test set, return the run."""
+    run = open_run(resume, root) if resume else create_run(config, root, overwrite)
+    if resume:
+        if run.finished:
+            raise RunError(f"run {run.path} is already finished; nothing to resume")
+        config = run.config()
+    try:
+        return _train(config, run, bool(resume), data, show_progress)
+    except TrainingDiverged as err:
+        run.set_status("failed", message=str(err))
+        raise
+    except Interrupted:
+        raise
+    except BaseException as err:
+        run.set_status("failed", message=f"{type(err).__name__}: {err}")
+        raise
+
+
+def _train(config: RunConfig, run: Run, resume: bool, data, show_progress) -> Run:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    splits = make_splits(data or load_fashion_mnist(config.data_dir), config.val_size, config.split_seed,
+                         config.train_limit or None, config.test_limit or None)
+    train_split = splits.train.to(device)
+    val_split = splits.val.to(device) if splits.val is not None else None
+
+    model = create_model(config.model)
+    if config.init_from and not resume:
+        _load_into(model, load_weights(config.init_from), config.init_from)
+    model = prepare_model(model, device)
+    steps_per_epoch = num_batches(len(train_split), config.batch_size, drop_last=True)
+    optimizer = create_optimizer(model.parameters(), config)
+    scheduler = create_scheduler(optimizer, config, steps_per_epoch)
+    stopper = EarlyStopping(config.patience, "min" if config.monitor == "val_loss" else "max", config.min_delta)
+    progress = Progress()
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    if resume and run.last_checkpoint.is_file():
+        ckpt = load_checkpoint(run.last_checkpoint, map_location=device)
+        _load_into(model, ckpt["model"], run.last_checkpoint)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        stopper.load_state_dict(ckpt["early_stopping"])
+        progress = Progress(**ckpt["progress"])
+        torch.set_rng_state(ckpt["rng"].cpu())
+        precision = ckpt["precision"]
+        _log(f"resuming {run.name} at epoch {progress.epoch + 1}, batch {progress.step + 1}")
+    else:
+        precision = choose_precision(config.precision, model, device, config.batch_size)
+    run.set_status("running", precision=precision)
+
+    show = sys.stderr.isatty() if show_progress is None else show_progress
+    with _StopFlag() as stop:
+        while progress.epoch < config.epochs and not stopper.should_stop:
+            bar = tqdm(total=steps_per_epoch, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}/"
+                       f"{config.epochs}", leave=False, disable=not show, file=sys.stderr)
+            start = time.perf_counter()
+            try:
+                train_one_epoch(model, optimizer, scheduler, criterion, train_split, config, progress, precision,
+                                device, stop, bar)
+            finally:
+                bar.close()
+                progress.train_seconds += time.perf_counter() - start
+            if stop.requested:
+                save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision),
+                                run.last_checkpoint)
+                run.set_status("interrupted", epoch=progress.epoch, step=progress.step)
+                raise Interrupted(f"interrupted; progress saved. Continue with: fashionlab train --resume {run.path}")
+            _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, val_split, device)
+
+    return _finish(model, config, precision, progress, stopper, run, splits.test.to(device), device)
+
+
+def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, val_split, device):
+    row = {"epoch": progress.epoch + 1,
+           "train_loss": progress.loss_sum / max(1, progress.seen),
+           "train_accuracy": progress.correct / max(1, progress.seen)}
+    if val_split is not None:
+        val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device)
+        row.update(val_loss=val_loss, val_accuracy=val_acc)
+        if stopper.update(val_loss if config.monitor == "val_loss" else val_acc, progress.epoch + 1):
+            save_checkpoint({"model": model_state(model), "epoch": progress.epoch + 1}, run.best_checkpoint)
+    row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(progress.train_seconds, 3))
+    progress.history.append(row)
+    progress.epoch, progress.step, progress.loss_sum, progress.correct, progress.seen = progress.epoch + 1, 0, 0.0, 0, 0
+    save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision),
+                    run.last_checkpoint)
+    run.write_history(progress.history)
+    _log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+
+def _finish(model, config, precision, progress, stopper, run, test: Split, device) -> Run:
+    best_epoch = stopper.best_epoch or progress.epoch
+    if config.patience and run.best_checkpoint.is_file():
+        model.load_state_dict(load_checkpoint(run.best_checkpoint, map_location=device)["model"])
+    save_checkpoint({"model": model_state(model), "model_name": config.model, "config": config.to_dict(),
+                     "precision": precision, "classes": list(CLASSES), "mean": MEAN, "std": STD,
+                     "epoch": best_epoch if config.patience else progress.epoch}, run.model_path)
+    start = time.perf_counter()
+    probs = predict_proba(model, test, config.eval_batch_size, precision, device)
+    labels = test.labels.cpu().numpy()
+    metrics = classification_metrics(labels, probs)
+    metrics.update(
+        model=config.model, epochs=progress.epoch, best_epoch=best_epoch,
+        stopped_early=progress.epoch < config.epochs, train_seconds=round(progress.train_seconds, 3),
+        eval_seconds=round(time.perf_counter() - start, 3), precision=precision, device=str(device),
+        threads=torch.get_num_threads(), parameters=count_parameters(model), torch=torch.__version__,
+        fashionlab=__version__,
+    )
+    np.savez_compressed(run.predictions_path, probs=probs.astype(np.float16), labels=labels.astype(np.uint8))
+    run.write_json(run.metrics_path, metrics)
+    run.set_status("finished")  # last: only now is the run finished
+    _log(f"{run.name}: test accuracy {metrics['accuracy']:.4f}, mean F1 {metrics['f1_mean']:.4f}, "
+         f"{metrics['train_seconds']:.1f} s training ({precision})")
+    return run

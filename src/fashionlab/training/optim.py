@@ -1,0 +1,33 @@
+"""Optimizers and learning-rate schedules by name."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import RunConfig
+
+
+def create_optimizer(params, config: RunConfig) -> torch.optim.Optimizer:
+    lr, wd = config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=config.momentum)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    raise AssertionError(config.optimizer)  # RunConfig.validate has rejected anything else
+
+
+def create_scheduler(optimizer, config: RunConfig, steps_per_epoch: int):
+    """A per-step schedule (stepped after every batch), or None for a constant learning rate."""
+    total = config.epochs * steps_per_epoch
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    return None

@@ -1,0 +1,133 @@
+"""Real (small) training runs: results, exact resume, early stopping, divergence, fine-tuning."""
+
+import json
+import signal
+
+import pytest
+import torch
+
+from fashionlab.errors import TrainingDiverged
+from fashionlab.runs import open_run
+from fashionlab.training import loop
+from fashionlab.training.checkpoint import load_checkpoint
+from fashionlab.training.early_stopping import EarlyStopping
+from fashionlab.training.loop import Interrupted, train
+
+
+def weights(run):
+    return load_checkpoint(run.model_path)["model"]
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_short_real_run_writes_a_finished_run(tmp_path, fmnist, tiny_config):
+    run = train(tiny_config(), root=tmp_path, data=fmnist, show_progress=False)
+    assert run.finished
+    metrics = json.loads(run.metrics_path.read_text())
+    assert metrics["accuracy"] > 0.70  # 2 epochs on 2,000 images; chance is 0.10
+    assert metrics["n"] == 1000 and len(metrics["per_class"]) == 10
+    assert sum(map(sum, metrics["confusion_matrix"])) == 1000
+    assert metrics["epochs"] == 2 and metrics["train_seconds"] > 0
+    history = run.history()
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert {"train_loss", "val_loss", "val_accuracy", "lr", "seconds"} <= history[0].keys()
+    assert json.loads(run.config_path.read_text())["model"] == "ann"
+    # checkpoints load with weights_only=True (load_checkpoint uses it)
+    assert load_checkpoint(run.last_checkpoint)["progress"]["epoch"] == 2
+
+
+def test_same_seed_same_numbers(tmp_path, fmnist, tiny_config):
+    a = train(tiny_config(name="a", model="ann_bn", augment="flip,crop"), root=tmp_path, data=fmnist,
+              show_progress=False)
+    b = train(tiny_config(name="b", model="ann_bn", augment="flip,crop"), root=tmp_path, data=fmnist,
+              show_progress=False)
+    assert same_weights(weights(a), weights(b))
+    assert a.metrics()["accuracy"] == b.metrics()["accuracy"]
+
+
+@pytest.mark.parametrize("stop_epoch, stop_step", [(0, 7), (1, 0)])
+def test_resume_is_exact(tmp_path, fmnist, tiny_config, monkeypatch, stop_epoch, stop_step):
+    """A run interrupted by Ctrl-C (mid-epoch or at an epoch's start) and resumed ends with identical weights."""
+    settings = dict(epochs=3, model="ann_bn", augment="affine,erase", scheduler="onecycle", optimizer="adamw")
+    straight = train(tiny_config(name="straight", **settings), root=tmp_path, data=fmnist, show_progress=False)
+
+    real = loop.derive_seed
+
+    def ctrl_c_once(seed, epoch, step):
+        if (epoch, step) == (stop_epoch, stop_step):
+            monkeypatch.setattr(loop, "derive_seed", real)
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C does; the run stops after this step
+        return real(seed, epoch, step)
+
+    monkeypatch.setattr(loop, "derive_seed", ctrl_c_once)
+    with pytest.raises(Interrupted, match="--resume"):
+        train(tiny_config(name="broken", **settings), root=tmp_path, data=fmnist, show_progress=False)
+    broken = open_run("broken", tmp_path)
+    assert broken.state == "interrupted" and not broken.finished and not broken.metrics_path.exists()
+    resumed = train(None, root=tmp_path, resume=broken.path, data=fmnist, show_progress=False)
+    assert same_weights(weights(straight), weights(resumed))
+    without_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert without_time(resumed.history()) == without_time(straight.history())
+
+
+def test_early_stopping_counts_patience():
+    stopper = EarlyStopping(patience=2)
+    assert stopper.update(1.0, 1) and not stopper.should_stop
+    assert not stopper.update(1.1, 2) and not stopper.should_stop
+    assert stopper.update(0.9, 3) and stopper.best_epoch == 3
+    assert not stopper.update(0.95, 4)
+    assert not stopper.update(0.91, 5) and stopper.should_stop
+    maximise = EarlyStopping(patience=1, mode="max")
+    maximise.update(0.5, 1)
+    assert not maximise.update(0.4, 2) and maximise.should_stop
+
+
+def test_early_stopping_restores_best_weights(tmp_path, fmnist, tiny_config):
+    # a learning rate this high makes validation loss bounce, so patience 1 stops the run
+    run = train(tiny_config(epochs=12, patience=1, lr=0.02), root=tmp_path, data=fmnist, show_progress=False)
+    metrics = run.metrics()
+    losses = [row["val_loss"] for row in run.history()]
+    best = losses.index(min(losses)) + 1
+    assert metrics["best_epoch"] == best
+    assert metrics["stopped_early"] and metrics["epochs"] == best + 1 < 12
+    assert same_weights(weights(run), load_checkpoint(run.best_checkpoint)["model"])
+    assert not same_weights(weights(run), load_checkpoint(run.last_checkpoint)["model"])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, fmnist, tiny_config, monkeypatch):
+    real = loop.derive_seed
+    models = []
+    original_create = loop.create_model
+    monkeypatch.setattr(loop, "create_model", lambda name: models.append(original_create(name)) or models[-1])
+
+    def poison(seed, epoch, step):
+        if (epoch, step) == (1, 3):
+            with torch.no_grad():
+                next(models[0].parameters()).fill_(float("nan"))
+        return real(seed, epoch, step)
+
+    monkeypatch.setattr(loop, "derive_seed", poison)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, batch 4.*lower --lr"):
+        train(tiny_config(epochs=3), root=tmp_path, data=fmnist, show_progress=False)
+    run = open_run("tiny", tmp_path)
+    assert run.state == "failed" and not run.finished
+    last = load_checkpoint(run.last_checkpoint)
+    assert last["progress"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_init_from_starts_from_the_other_runs_weights(tmp_path, fmnist, tiny_config):
+    base = train(tiny_config(name="base"), root=tmp_path, data=fmnist, show_progress=False)
+    tuned = train(tiny_config(name="tuned", epochs=1, lr=1e-12, init_from=str(base.path)), root=tmp_path,
+                  data=fmnist, show_progress=False)
+    a, b = weights(base), weights(tuned)
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a if "running" not in k)
+    assert tuned.metrics()["accuracy"] > 0.7
+
+
+def test_bf16_precision_trains(tmp_path, fmnist, tiny_config):
+    run = train(tiny_config(model="cnn", precision="bf16", train_limit=400, test_limit=200, epochs=1,
+                            batch_size=50), root=tmp_path, data=fmnist, show_progress=False)
+    assert run.metrics()["precision"] == "bf16"
