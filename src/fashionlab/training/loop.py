@@ -125,7 +125,10 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     order = epoch_order(len(train), config.seed, epoch)
     for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
                                                drop_last=True), start=progress.step):
-        torch.manual_seed(derive_seed(config.seed, epoch, b))
+        # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
+        torch.default_generator.manual_seed(derive_seed(config.seed, epoch, b))
+        if device.type == "cuda":
+            torch.cuda.manual_seed(derive_seed(config.seed, epoch, b))
         if config.augment:
             x = apply_augment(x, config.augment, None)
         with autocast(device, precision):
@@ -247,7 +250,8 @@ def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision
            "train_loss": progress.loss_sum / max(1, progress.seen),
            "train_accuracy": progress.correct / max(1, progress.seen)}
     if val_split is not None:
-        val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device)
+        val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device,
+                                              config.tta)
         row.update(val_loss=val_loss, val_accuracy=val_acc)
         if stopper.update(val_loss if config.monitor == "val_loss" else val_acc, progress.epoch + 1):
             save_checkpoint({"model": model_state(model), "epoch": progress.epoch + 1}, run.best_checkpoint)
@@ -268,7 +272,7 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
                      "precision": precision, "classes": list(CLASSES), "mean": MEAN, "std": STD,
                      "epoch": best_epoch if config.patience else progress.epoch}, run.model_path)
     start = time.perf_counter()
-    probs = predict_proba(model, test, config.eval_batch_size, precision, device)
+    probs = predict_proba(model, test, config.eval_batch_size, precision, device, config.tta)
     labels = test.labels.cpu().numpy()
     metrics = classification_metrics(labels, probs)
     metrics.update(
