@@ -34,7 +34,8 @@ RECIPES: dict[str, dict] = {
     "mlp": {
         "model": "mlp_wide", "epochs": 20, "batch_size": 256, "optimizer": "adamw", "lr": 2e-3,
         "weight_decay": 5e-2, "scheduler": "onecycle", "label_smoothing": 0.1,
-        "augment": FLIP_SHIFT, "tta": True, "val_size": 0,
+        # shifts hurt an MLP here (validation 89.2% with crop:padding=2 + flip, 91.2% with flip alone)
+        "augment": {"flip": {}}, "tta": True, "val_size": 0,
     },
 }
 
