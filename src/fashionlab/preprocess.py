@@ -26,6 +26,8 @@ MAX_PIXELS = 10_000 * 10_000  # larger images are refused (decompression bombs)
 TRIM_FUZZ = 0.05  # trim rows/columns within 5% of the maximum intensity of the corner colour
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+# Pillow warns from 89 Mpixels on; align it with our own limit so accepted images never warn.
+Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)
 
 
 class ImageError(FashionlabError):

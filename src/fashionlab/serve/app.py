@@ -5,8 +5,6 @@ threadpool so a slow upload or a big photo never blocks the event loop. Every ba
 error `{"error": code, "detail": message, "file": name}` and the server keeps serving.
 """
 
-from __future__ import annotations
-
 import base64
 import socket
 from importlib import resources
@@ -64,9 +62,11 @@ def create_app(predictor: Predictor) -> FastAPI:
         """The loaded model: run, network, accuracies, class names, input size and upload limits."""
         return model_info
 
+    n_classes = len(predictor.classes)  # (no `from __future__ import annotations` here: FastAPI reads these)
+
     @app.post("/predict")
     async def predict(files: Annotated[list[UploadFile], File(description="one or more photos")],
-                      top_k: Annotated[int, Query(ge=1, le=len(predictor.classes))] = 3) -> dict:
+                      top_k: Annotated[int, Query(ge=1, le=n_classes)] = 3) -> dict:
         """Classify photos: for each, the 28x28 image the model saw (PNG, base64) and the top-k classes."""
         if not files:
             return _error("no_files", "send one or more photos as multipart field 'files'")
