@@ -114,13 +114,17 @@ def predict_files(predictor: Predictor, paths: list, top_k: int = 3, show_input:
     files = image_files(paths)
     if show_input:
         Path(show_input).mkdir(parents=True, exist_ok=True)
-    results = []
+    results, saved = [], set()
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         prepared = [prepare_file(f, str(f)) for f in chunk]
         for f, p, probs in zip(chunk, prepared, predictor.probabilities(prepared)):
             if show_input:
-                (Path(show_input) / f"{f.stem}.png").write_bytes(p.png())
+                name = f.stem
+                while name in saved:  # boot.jpg and boot.png, or same names in two folders: keep both
+                    name += "_"
+                saved.add(name)
+                (Path(show_input) / f"{name}.png").write_bytes(p.png())
             results.append({"file": str(f), "negated": p.negated, "top": predictor.top(probs, top_k)})
     return results
 

@@ -76,6 +76,7 @@ def open_image(source: bytes | str | Path, name: str | None = None) -> Image.Ima
     if width * height > MAX_PIXELS:  # checked from the header, before any pixel is decoded
         raise ImageError(f"{name} is {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are accepted",
                          "too_many_pixels")
+    image.info["original_size"] = image.size  # before draft() below shrinks it
     if image.format == "JPEG":
         image.draft("RGB", (8 * SIZE, 8 * SIZE))  # decode big JPEGs at a reduced scale: we only need 28 pixels
     try:
@@ -134,7 +135,7 @@ def looks_like_fashion_mnist(image: Image.Image) -> bool:
 
 def prepare(image: Image.Image) -> Prepared:
     """The Fashion-MNIST pipeline (module docstring) applied to one decoded image."""
-    size = image.size
+    size = image.info.get("original_size", image.size)
     image = _flatten(image)
     if looks_like_fashion_mnist(image):
         return Prepared(np.asarray(image.convert("L"), dtype=np.uint8).copy(), size, negated=False)

@@ -65,6 +65,7 @@ def test_predict_several_photos(client, predictor, photos, fmnist):
         assert len(r["top"]) == 3 and r["top"][0]["label"] == CLASSES[probs.argmax()]
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-4
         assert r["top"][0]["probability"] == pytest.approx(float(probs.max()), abs=1e-6)
+        assert (r["width"], r["height"]) == Image.open(io.BytesIO(images[results.index(r)])).size
         seen = Image.open(io.BytesIO(base64.b64decode(r["input_png"].split(",", 1)[1])))
         assert seen.size == (28, 28) and seen.mode == "L"
         np.testing.assert_array_equal(np.asarray(seen), prepare_file(images[results.index(r)]).pixels)

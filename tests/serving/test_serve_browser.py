@@ -70,3 +70,12 @@ def test_pick_a_photo_and_see_the_answer(server, page, served_run, photos, tmp_p
     assert widths == shown
     assert page.eval_on_selector(".result img.seen", "img => [img.complete, img.naturalWidth]") == [True, 28]
     assert page.problems == []
+
+
+def test_a_port_in_use_is_one_clear_line(server, served_run):
+    root, name = served_run
+    port = server.rstrip("/").rsplit(":", 1)[1]
+    done = subprocess.run([sys.executable, "-m", "fashionlab", "serve", "--run", name, "--runs-dir", str(root),
+                           "--port", port], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
