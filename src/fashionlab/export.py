@@ -6,11 +6,13 @@ input size and layout, mean and std of the normalisation, class names, and the r
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import warnings
 from pathlib import Path
 
-from .errors import RunError
+from .errors import ConfigError, RunError
 from .runs import open_run
 
 INPUT, OUTPUT = "image", "probabilities"
@@ -32,15 +34,15 @@ def export_onnx(run_name, out: str | Path | None = None, root=None) -> Path:
     # fp32 and the default memory format: the file must not depend on how the run was trained
     wrapped = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
     out = Path(out) if out else run.path / "model.onnx"
-    out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 1, 28, 28)
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         # dynamo=False: the TorchScript exporter needs no onnxscript and works offline; it is what torch 2.13 ships
-        torch.onnx.export(wrapped, (example,), str(out), input_names=[INPUT], output_names=[OUTPUT],
+        torch.onnx.export(wrapped, (example,), buf, input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=17,
                           dynamo=False)
-    proto = onnx.load(str(out))
+    proto = onnx.load_from_string(buf.getvalue())
     meta = {
         "classes": json.dumps(list(record["classes"])),
         "mean": repr(float(record["mean"])),
@@ -60,7 +62,16 @@ def export_onnx(run_name, out: str | Path | None = None, root=None) -> Path:
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"fashionlab run {run.name} ({record['model_name']})"
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+    # written next to the target and renamed: an existing file is replaced only by a complete one
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(proto.SerializeToString())
+        tmp.replace(out)
+    except OSError as err:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {out} ({err.strerror}); choose another --out") from None
     return out
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RunError
+from .errors import ConfigError, RunError
 from .preprocess import Prepared, image_files, normalise, prepare_file
 from .runs import list_runs, open_run
 
@@ -113,7 +113,10 @@ def predict_files(predictor: Predictor, paths: list, top_k: int = 3, show_input:
     """One result per image: file, top-k labels with probabilities, whether it was negated."""
     files = image_files(paths)
     if show_input:
-        Path(show_input).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(show_input).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--show-input {show_input}: cannot create that folder ({err.strerror})") from None
     results, saved = [], set()
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
