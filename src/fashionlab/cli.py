@@ -23,6 +23,8 @@ TRAIN_HELP = {
     "nesterov": "Nesterov momentum for sgd",
     "scheduler": "none, cosine or onecycle (stepped per batch)",
     "label_smoothing": "label smoothing of the cross-entropy loss",
+    "bn_recalibration": "training batches used to re-estimate batch-norm statistics before each evaluation "
+                        "(0 = keep the running averages)",
     "tta": "test-time augmentation: average each prediction with the mirrored image's",
     "recipe": "start from a named recipe (fast, standard, best, mlp); other flags override it",
     "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
