@@ -31,9 +31,9 @@ def test_plan_has_every_seed_experiment_and_trains_shared_runs_once():
 
 def test_quick_preset_differences_are_listed():
     rows = preset_differences("quick", "paper")
-    assert ["cnn (CNN)", "train_limit", "10000", "all"] in rows
-    assert ["cnn (CNN)", "epochs", "3", "30"] in rows
-    assert all(r[1] in ("epochs", "train_limit", "patience") for r in rows)
+    assert ["cnn (CNN)", "epochs 3, train_limit 10000", "epochs 30, train_limit all"] in rows
+    assert ["ann_sgd (SGD)", "epochs 10", "epochs 30"] in rows
+    assert len(rows) == 11  # every run is shorter in quick
 
 
 def test_train_command_rebuilds_the_same_config():
@@ -74,3 +74,13 @@ def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, fmnist, mo
     assert run_experiment(exp, 0, tmp_path, fmnist, show_progress=False).path == run.path
     assert "tiny-s0: finished earlier, reused" in capsys.readouterr().err
     assert run.metrics_path.stat().st_mtime_ns == mtime
+
+
+def test_table1_reports_mean_and_std_over_seeds():
+    from fashionlab.study import table1_rows
+
+    seed = {"accuracy": 0.87, "precision_mean": 0.8, "recall_mean": 0.8, "f1_mean": 0.8, "train_seconds": 10,
+            "epochs": 30}
+    row = table1_rows([("ANN", [seed, {**seed, "accuracy": 0.89, "train_seconds": 20}])])[0]
+    assert row[:4] == ["ANN", "15.0 s", "88.00% ± 1.41%", "0.800 ± 0.000"]
+    assert row[6:] == ["30", "88.43%", "0.888", "4.5 minutes (30)"]

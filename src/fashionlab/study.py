@@ -143,7 +143,7 @@ def train_command(config: RunConfig) -> str:
 
 
 def preset_differences(a: str = "quick", b: str = "paper") -> list[list[str]]:
-    """Rows [experiment, setting, value in a, value in b] for every setting that differs between presets."""
+    """Rows [run, its settings in preset a, the same settings in b] for every run whose config differs."""
     rows = []
     plan_b = {(x.key, x.group): x for x in experiments(b)}
     seen = set()
@@ -152,9 +152,10 @@ def preset_differences(a: str = "quick", b: str = "paper") -> list[list[str]]:
             continue
         seen.add(x.key)
         sa, sb = experiment_config(x, 0).to_dict(), experiment_config(plan_b[(x.key, x.group)], 0).to_dict()
-        for key in sa:
-            if sa[key] != sb[key]:
-                rows.append([f"{x.key} ({x.label})", key, str(sa[key] or "all"), str(sb[key] or "all")])
+        keys = [k for k in sa if sa[k] != sb[k]]
+        if keys:
+            show = lambda s, keys=keys: ", ".join(f"{k} {s[k] or 'all'}" for k in keys)
+            rows.append([f"{x.key} ({x.label})", show(sa), show(sb)])
     return rows
 
 
@@ -168,7 +169,7 @@ def mean_std(values: list[float], fmt) -> str:
 
 
 TABLE1_HEADER = ["Model", "Training time", "Accuracy", "Precision (mean)", "Recall (mean)", "F1 Score (mean)",
-                 "Epochs", "Seed: accuracy / F1 / time / epochs"]
+                 "Epochs", "Seed: accuracy", "Seed: F1", "Seed: time (epochs)"]
 
 
 def table1_rows(rows: list[tuple[str, list[dict]]]) -> list[list[str]]:
@@ -182,12 +183,12 @@ def table1_rows(rows: list[tuple[str, list[dict]]]) -> list[list[str]]:
                     stat("accuracy", lambda v: f"{v:.2%}"), stat("precision_mean", lambda v: f"{v:.3f}"),
                     stat("recall_mean", lambda v: f"{v:.3f}"), stat("f1_mean", lambda v: f"{v:.3f}"),
                     "/".join(map(str, epochs)),
-                    f"{seed[1]:.2%} / {seed[4]:.3f} / {seed[0]} / {seed[5]}" if seed else "-"])
+                    *([f"{seed[1]:.2%}", f"{seed[4]:.3f}", f"{seed[0]} ({seed[5]})"] if seed else ["-"] * 3)])
     return out
 
 
 def table1(rows: list[tuple[str, list[dict]]]) -> str:
-    return format_table(TABLE1_HEADER, table1_rows(rows), "lrrrrrrl")
+    return format_table(TABLE1_HEADER, table1_rows(rows), "lrrrrrrrrr")
 
 
 def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int = 1, data_dir=None,

@@ -106,6 +106,8 @@ def _show(ax, image: torch.Tensor, title: str = "", color="black"):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=7.5, color=color)
 

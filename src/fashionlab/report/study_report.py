@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..tables import duration
 from . import figures
 from .build import (
     _seed_values,
@@ -49,7 +50,12 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
         rows = preset_differences(preset, "paper")
         summary.text(f"How preset '{preset}' differs from 'paper' (everything else is identical): "
                      f"{PRESETS[preset]['about']}.")
-        summary.table(f"Settings of '{preset}' that differ from 'paper'", ["Run", "Setting", preset, "paper"], rows)
+        summary.table(f"Settings of '{preset}' that differ from 'paper'", ["Run", preset, "paper"], rows)
+    runs = {r.path: r for e in entries for r in e.runs}.values()
+    total = sum(r.metrics()["train_seconds"] for r in runs)
+    summary.text(f"{len(runs)} runs ({len(entries)} rows of the seed's comparisons: a run shared by several is "
+                 f"trained once); their training took {duration(total)} in all. Test set: "
+                 f"{table1[0].run.metrics()['n']:,} images.")
     add_per_class(report, table1 + early)
     add_architectures(report, table1)
 
