@@ -192,8 +192,10 @@ def table1(rows: list[tuple[str, list[dict]]]) -> str:
 
 
 def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int = 1, data_dir=None,
-              show_progress=None, command: str | None = None) -> Path:
-    """Train (or reuse) every experiment of the preset, then write OUT/report.html; returns its path."""
+              show_progress=None, command: str | None = None, extra_sections=()) -> Path:
+    """Train (or reuse) every experiment of the preset, then write OUT/report.html; returns its path.
+
+    `extra_sections`: callables `f(report)` adding sections (e.g. report.add_runs_section for "Beyond the seed")."""
     from .report import Entry, build_study_report
 
     if seeds < 1:
@@ -212,7 +214,7 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
         entries.append(Entry(exp.label, trained[exp.key], exp.group, exp.key))
     wall = time.perf_counter() - start
     print(f"[study] all runs ready after {duration(wall)}; writing the report", file=sys.stderr)
-    report = build_study_report(entries, out, preset=preset, seeds=seeds, data=data,
+    report = build_study_report(entries, out, preset=preset, seeds=seeds, data=data, extra_sections=extra_sections,
                                 command=command or shlex.join(["fashionlab", "study", "--preset", preset,
                                                                "--seeds", str(seeds), "--out", str(out)]))
     table = [(e.label, [r.metrics() for r in e.runs]) for e in entries if e.group in ("table1", "early_stopping")]

@@ -7,6 +7,7 @@ seed", say) is a few lines: `add_runs_section(report, "Beyond the seed", entries
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -126,13 +127,23 @@ def add_augmentation_grid(section, entries: list[Entry], data) -> None:
                    "One training image of each class (top) and three random transforms of each, as training saw them.")
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def add_environment(report: Report, entries: list[Entry], command: str) -> None:
     from ..study import train_command
 
     section = report.section("Environment and runs")
     section.text(f"Report written {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by: {command}")
-    section.text(f"Python {platform.python_version()}, torch {torch.__version__}, {platform.platform()}, "
-                 f"{torch.get_num_threads()} torch threads here; CPU: {platform.processor() or platform.machine()}.")
+    threads_env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    section.text(f"Python {platform.python_version()}, torch {torch.__version__}, {platform.platform()}; "
+                 f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; {torch.get_num_threads()} torch threads"
+                 + (f" ({', '.join(f'{k}={v}' for k, v in threads_env.items())})" if threads_env else "") + ".")
     rows = []
     for e in _unique(entries):
         for run in e.runs:

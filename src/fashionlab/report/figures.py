@@ -208,7 +208,10 @@ def fig7_example_predictions(images: torch.Tensor, labels: np.ndarray, probs: np
         _show(fig.add_subplot(grid[r, 2 * c]), images[i], f"{kind}: true {CLASSES[labels[i]]}\npred {CLASSES[pred[i]]}",
               "darkgreen" if ok else "firebrick")
         ax = fig.add_subplot(grid[r, 2 * c + 1])
-        top = np.argsort(-probs[i])[:k][::-1]
+        top = list(np.argsort(-probs[i])[:k])
+        if labels[i] not in top:  # always show the true class: the last bar is it, however small
+            top[-1] = labels[i]
+        top = top[::-1]
         colors = ["darkgreen" if t == labels[i] else "firebrick" if t == pred[i] else "grey" for t in top]
         ax.barh(range(k), probs[i][top], color=colors)
         for y, t in enumerate(top):  # class names on the bars: tick labels would run into the image
@@ -219,9 +222,9 @@ def fig7_example_predictions(images: torch.Tensor, labels: np.ndarray, probs: np
         ax.set_xlim(0, 1)
         ax.tick_params(axis="x", labelsize=6.5)
         ax.set_xlabel("probability", fontsize=7)
-    fig.suptitle(f"Fig 7: example predictions of {model_label} (top-{k} probabilities; green = true class, "
-                 f"red = wrong prediction); last {min(n_mistakes, len(wrong))}: its most confident mistakes",
-                 fontsize=10)
+    fig.suptitle(f"Fig 7: example predictions of {model_label}: top-{k} probabilities (the true class always shown; "
+                 f"green = true class, red = wrong prediction);\nfirst {min(n_random, len(labels))} drawn at random, "
+                 f"last {min(n_mistakes, len(wrong))}: its most confident mistakes", fontsize=10)
     return fig
 
 
@@ -255,8 +258,9 @@ def fig9_filters_and_feature_maps(model: torch.nn.Module, image: torch.Tensor, l
         h.remove()
     weights = convs[0].weight.detach().float().cpu()[:, 0]
     n_show, per_row = min(64, len(weights)), 16
-    fig = plt.figure(figsize=(12, 0.8 * n_show / per_row + 1.5 * len(maps) + 1.2))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[0.8 * n_show / per_row + 0.6, 1.5 * len(maps) + 0.6])
+    top_h = 0.62 * -(-n_show // per_row) + 0.6
+    fig = plt.figure(figsize=(12, top_h + 1.5 * len(maps) + 0.6))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[top_h, 1.5 * len(maps) + 0.6])
     for a, w in zip(top.subplots(-(-n_show // per_row), per_row).flat, weights[:n_show]):
         a.imshow(w.numpy(), cmap="RdBu_r", vmin=-abs(w).max(), vmax=abs(w).max())
         a.axis("off")
