@@ -81,9 +81,9 @@ PRESETS = {
     "paper": {"epochs": {"ann": 30, "ann_aug": 60, "cnn": 30, "cnn_aug": 60, "early_stop": 60},
               "patience": 5,
               "about": "the seed's epoch counts (30/30/60/30/60) on all 50,000 training images"},
-    # quick: every experiment and figure in about 15 minutes on a free 2-core CPU (measured, see
-    # docs/REPORT.md). The MLPs are cheap (~1.5 s an epoch) and keep all data; the CNN costs ~217 s an
-    # epoch on 50,000 images, so it trains on the first 10,000 for 3 (6 with augmentation) epochs.
+    # quick: every experiment and figure within 20 minutes on a 2-core CPU: 13.7 CPU-minutes on one
+    # thread (measured, docs/REPORT.md). The MLPs are cheap (~1-2 s an epoch) and keep all data; the CNN
+    # costs ~217 s an epoch on 50,000 images, so it trains on the first 10,000 for 3 (6 with aug) epochs.
     "quick": {"epochs": {"ann": 10, "ann_aug": 20, "cnn": 3, "cnn_aug": 6, "early_stop": 30},
               "patience": 3, "cnn": {"train_limit": 10_000},
               "about": "fewer epochs, and the CNNs train on the first 10,000 training images only"},

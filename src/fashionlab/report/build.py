@@ -44,7 +44,7 @@ def add_table1(section, entries: list[Entry], name: str = "table1") -> None:
 
     rows = table1_rows([(e.label, e.metrics()) for e in entries])
     section.table("Table 1: key metrics after training (test set); mean ± std over seeds where more than one; "
-                  "the seed report's own values in the last column", TABLE1_HEADER, rows, name=name)
+                  "the seed report's own values in the last three columns", TABLE1_HEADER, rows, name=name)
 
 
 def add_per_class(report: Report, entries: list[Entry]) -> None:

@@ -258,9 +258,9 @@ def fig9_filters_and_feature_maps(model: torch.nn.Module, image: torch.Tensor, l
         h.remove()
     weights = convs[0].weight.detach().float().cpu()[:, 0]
     n_show, per_row = min(64, len(weights)), 16
-    top_h = 0.62 * -(-n_show // per_row) + 0.6
-    fig = plt.figure(figsize=(12, top_h + 1.5 * len(maps) + 0.6))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[top_h, 1.5 * len(maps) + 0.6])
+    top_h = 0.62 * -(-n_show // per_row) + 0.8
+    fig = plt.figure(figsize=(12, top_h + 1.3 * len(maps) + 0.6))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[top_h, 1.3 * len(maps) + 0.6])
     for a, w in zip(top.subplots(-(-n_show // per_row), per_row).flat, weights[:n_show]):
         a.imshow(w.numpy(), cmap="RdBu_r", vmin=-abs(w).max(), vmax=abs(w).max())
         a.axis("off")
@@ -273,6 +273,8 @@ def fig9_filters_and_feature_maps(model: torch.nn.Module, image: torch.Tensor, l
         for c in range(channels):
             axes[r][c + 1].imshow(fmap[c].cpu().numpy(), cmap="viridis")
             axes[r][c + 1].axis("off")
+    top.subplots_adjust(top=1 - 0.75 / top_h, bottom=0.02)
+    bottom.subplots_adjust(top=0.93, bottom=0.02)
     bottom.suptitle(f"(b) feature maps of one test image: the first {channels} channels after each convolution",
                     fontsize=10)
     return fig
