@@ -84,7 +84,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
     report.section("Fig 5: Metric comparison").figure(
         "fig5_metric_comparison", figures.fig5_metric_comparison(table1 + early, _seed_values()),
         "Test-set accuracy and mean precision, recall and F1 of each model (± std over seeds when several); "
-        "black bars: the seed report's Table 1.")
+        "black ticks: the seed report's Table 1.")
     report.section("Fig 6: Confusion matrices").figure(
         "fig6_confusion_matrices", figures.fig6_confusion_matrices(table1 + early),
         "Rows: true class, columns: predicted class; counts, coloured by the share of the true class.")
