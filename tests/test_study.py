@@ -24,7 +24,11 @@ def test_plan_has_every_seed_experiment_and_trains_shared_runs_once():
     for e in exps:
         config = experiment_config(e, seed=0).to_dict()
         assert by_key.setdefault(e.key, config) == config, e.key
-    assert len(by_key) == 11
+    assert len([k for k in by_key if not k.startswith(("recipe_", "resnet", "googlenet", "vit"))]) == 11
+    beyond = [e.label for e in exps if e.group == "beyond"]
+    assert beyond == ["recipe fast", "recipe mlp", "resnet20", "googlenet", "vit"]
+    assert {e.label for e in experiments("paper") if e.group == "beyond"} >= {"recipe standard", "recipe best"}
+    assert all(e.settings["val_size"] == 10_000 for e in exps if e.group == "beyond")  # curves need validation
     paper = {e.key: e.settings["epochs"] for e in experiments("paper")}
     assert [paper[k] for k in ("ann", "ann_bn", "ann_bn_aug", "cnn", "cnn_aug")] == [30, 30, 60, 30, 60]
 
@@ -33,7 +37,7 @@ def test_quick_preset_differences_are_listed():
     rows = preset_differences("quick", "paper")
     assert ["cnn (CNN)", "epochs 3, train_limit 10000", "epochs 30, train_limit all"] in rows
     assert ["ann_sgd (SGD)", "epochs 10", "epochs 30"] in rows
-    assert len(rows) == 11  # every run is shorter in quick
+    assert len(rows) == 11 + 3  # every seed run is shorter in quick, and so are the three architectures
 
 
 def test_train_command_rebuilds_the_same_config():

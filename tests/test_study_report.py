@@ -53,7 +53,7 @@ def test_killed_study_reuses_finished_runs(killed_study):
         assert f"[study] {name}: training" not in log
         assert (out / "runs" / name / "metrics.json").stat().st_mtime_ns == mtime
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert len(runs) == 11
+    assert len(runs) == 11 + 4  # the seed's experiments, then the fast recipe and three architectures
     for name in runs:
         assert json.loads((out / "runs" / name / "status.json").read_text())["state"] == "finished"
     assert f"report: {(out / 'report.html').resolve()}" in log
@@ -61,7 +61,8 @@ def test_killed_study_reuses_finished_runs(killed_study):
 
 STUDY_FIGURES = ["fig1_architectures", "fig2_loss_curves", "fig3_optimizers", "fig4a_augmentation_grid",
                  "fig4b_augmentation_curves", "fig5_metric_comparison", "fig6_confusion_matrices",
-                 "fig7_example_predictions", "fig8_rolling_val_accuracy", "fig9_filters_and_feature_maps"]
+                 "fig7_example_predictions", "fig8_rolling_val_accuracy", "fig9_filters_and_feature_maps",
+                 "beyond_the_seed_time_to_accuracy", "beyond_the_seed_loss_curves"]
 TABLE1_ROWS = ["ANN", "ANN (modified)", "ANN (modified+data aug)", "CNN", "CNN (data aug)", "ANN (early stopping)"]
 
 
@@ -86,7 +87,10 @@ def test_study_report_has_every_figure_and_table(killed_study):
     assert "<td>Ankle Boot</td>" in html and "<td>T-Shirt</td>" in html
     # what the test preset changes relative to paper, and the environment of every run
     assert "How preset &#39;test&#39; differs from &#39;paper&#39;" in html
-    assert html.count(": config.json</summary>") == 11
+    assert html.count(": config.json</summary>") == 11 + 4
+    # beyond the seed: a Table-1-style table of the recipe and the Evaluation's architectures
+    beyond = (out / "beyond_the_seed_table.md").read_text()
+    assert all(f"| {label}" in beyond for label in ("recipe fast", "resnet20", "googlenet", "vit"))
     assert "fashionlab train --name cnn-s0 --model cnn --epochs 1" in html
     assert "by: fashionlab study --preset test --out" in html
 

@@ -42,6 +42,7 @@ GROUPS = {  # group -> what the report calls it
     "early_stopping": "Early stopping",
     "optimizers": "Optimizer comparison",
     "overfitting": "Overfitting study",
+    "beyond": "Beyond the seed",
 }
 
 
@@ -73,23 +74,40 @@ def plan(preset: dict) -> list[Experiment]:
     for key, label in (("ann", "ANN"), ("ann_dropout", "ANN + dropout"), ("ann_batchnorm", "ANN + batch norm"),
                        ("ann_bn", "ANN (modified)")):
         exps.append(Experiment(key, label, "overfitting", ann(key)))
+    return exps + beyond_the_seed(preset)
+
+
+def beyond_the_seed(preset: dict) -> list[Experiment]:
+    """Recipes and the Evaluation section's architectures, each keeping the validation split for its curves."""
+    from .recipes import recipe_settings
+
+    keep_val = {"val_size": 10_000, **preset.get("beyond", {})}
+    exps = [Experiment(f"recipe_{name}", f"recipe {name}", "beyond", {**recipe_settings(name), **keep_val})
+            for name in preset["recipes"]]
+    fast = {**recipe_settings("fast"), "recipe": None, **keep_val, **preset.get("architectures", {})}
+    exps += [Experiment(model, model, "beyond", {**fast, "model": model}) for model in ("resnet20", "googlenet", "vit")]
     return exps
 
 
 PRESETS = {
     # paper: the seed's own epoch counts (30/30/60/30/60) on all 50,000 training images.
     "paper": {"epochs": {"ann": 30, "ann_aug": 60, "cnn": 30, "cnn_aug": 60, "early_stop": 60},
-              "patience": 5,
+              "patience": 5, "recipes": ("fast", "standard", "mlp", "best"), "architectures": {"epochs": 15},
               "about": "the seed's epoch counts (30/30/60/30/60) on all 50,000 training images"},
     # quick: every experiment and figure within 20 minutes on a 2-core CPU: 13.7 CPU-minutes on one
     # thread (measured, docs/REPORT.md). The MLPs are cheap (~1-2 s an epoch) and keep all data; the CNN
     # costs ~217 s an epoch on 50,000 images, so it trains on the first 10,000 for 3 (6 with aug) epochs.
     "quick": {"epochs": {"ann": 10, "ann_aug": 20, "cnn": 3, "cnn_aug": 6, "early_stop": 30},
               "patience": 3, "cnn": {"train_limit": 10_000},
-              "about": "fewer epochs, and the CNNs train on the first 10,000 training images only"},
+              # beyond the seed: the fast and mlp recipes; the architectures for 2 epochs on 10,000 images
+              "recipes": ("fast", "mlp"), "architectures": {"epochs": 2, "train_limit": 10_000},
+              "about": "fewer epochs, the CNNs train on the first 10,000 training images only, and beyond the seed "
+                       "the standard and best recipes are left out and the architectures train 2 epochs on "
+                       "10,000 images"},
     # test: NOT for results - a tiny study (a few hundred images, 1 epoch) for the test suite.
     "test": {"epochs": {"ann": 1, "ann_aug": 1, "cnn": 1, "cnn_aug": 1, "early_stop": 3},
-             "patience": 1, "hidden": True,
+             "patience": 1, "hidden": True, "recipes": ("fast",),
+             "beyond": {"train_limit": 300, "test_limit": 300, "batch_size": 50, "epochs": 1, "threads": 2},
              "ann": {"train_limit": 500, "test_limit": 300, "batch_size": 50, "precision": "fp32", "threads": 2},
              "cnn": {"train_limit": 100, "test_limit": 300, "batch_size": 50, "precision": "fp32", "threads": 2},
              "about": "a tiny study for the test suite; its numbers mean nothing"},
@@ -129,10 +147,13 @@ def run_experiment(exp: Experiment, seed: int, root: Path, data, data_dir=None, 
 
 def train_command(config: RunConfig) -> str:
     """The `fashionlab train` command line that makes this run (settings that differ from the defaults)."""
-    default = RunConfig().to_dict()
-    args = ["fashionlab", "train"]
+    from .recipes import recipe_settings
+
+    # flags only for what differs from where the command starts: the recipe's settings, or the defaults
+    default = RunConfig.from_dict(recipe_settings(config.recipe) if config.recipe else {}).to_dict()
+    args = ["fashionlab", "train"] + (["--recipe", config.recipe] if config.recipe else [])
     for key, value in config.to_dict().items():
-        if value == default[key] or value is None:
+        if value == default[key] or value is None or key == "recipe":
             continue
         if key == "augment":
             value = ",".join(":".join([name, *(f"{k}={v}" for k, v in params.items())])
