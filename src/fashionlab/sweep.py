@@ -112,7 +112,7 @@ def open_study(name: str, storage: str | None = None, root=None, sampler_seed=No
                create: bool = True):
     """Create or load the study; several workers may call this at once against one database."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     _check_name(name)
     url = storage or default_storage(name, root)
@@ -127,16 +127,28 @@ def open_study(name: str, storage: str | None = None, root=None, sampler_seed=No
             return optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
                                        pruner=pruner_obj, load_if_exists=True)
         except KeyError:
-            raise FashionlabError(f"no sweep '{name}' in {url}; run 'fashionlab sweep --name {name}' "
+            raise FashionlabError(f"no sweep '{name}' in {_hide_password(url)}; run 'fashionlab sweep --name {name}' "
                                   "(with the same --storage) first") from None
+        except (ArgumentError, ValueError, ImportError) as err:  # a malformed URL, unknown dialect, missing driver
+            raise ConfigError(f"cannot use storage '{_hide_password(url)}': {_first_line(err)}") from None
         except SQLAlchemyError as err:
             # two workers creating the tables or the study at the same moment: the loser retries and loads it
             if attempt == 4:
-                first = str(err).strip().splitlines()[0]
-                raise FashionlabError(f"cannot open sweep storage {url}: {first}") from None
+                raise FashionlabError(f"cannot open sweep storage {_hide_password(url)}: {_first_line(err)}") from None
             time.sleep(0.5 + attempt)
-        except (ValueError, ImportError, ModuleNotFoundError) as err:  # a malformed URL or missing driver
-            raise ConfigError(f"cannot use storage '{url}': {err}") from None
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show it as given (it holds no parsable password)
+        return url
 
 
 def _storage(url: str):
@@ -193,7 +205,8 @@ def make_objective(sweep: str, spec: dict, root, data, show_progress):
             # Ctrl-C: this trial is marked failed; queue its parameters so the resumed sweep runs it first
             trial.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
             trial.set_user_attr("interrupted", True)
-            raise
+            raise Interrupted(f"sweep {sweep} interrupted during trial {trial.number}; run the same command again to "
+                              "resume (the interrupted trial's settings run first)") from None
         trial.set_user_attr("epochs_run", len(run.history()))
         trial.set_user_attr("train_seconds", run.metrics()["train_seconds"])
         if pruned:
