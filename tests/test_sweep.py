@@ -9,6 +9,7 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from fashionlab.cli import main
 from fashionlab.errors import ConfigError
@@ -78,9 +79,10 @@ def test_sweep_interrupted_and_resumed_is_one_study(tmp_path, fmnist):
     deadline = time.time() + 180
     while time.time() < deadline:
         time.sleep(0.5)
-        if not (tmp_path / "runs" / "sweeps" / "resume.db").exists():
+        try:  # the worker may still be creating the database's tables or the study
+            trials = optuna.load_study(study_name="resume", storage=storage).get_trials(deepcopy=False)
+        except (KeyError, SQLAlchemyError):
             continue
-        trials = optuna.load_study(study_name="resume", storage=storage).get_trials(deepcopy=False)
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if any(t.state == TrialState.COMPLETE for t in trials) and running and \
                 (tmp_path / "runs" / "sweeps" / "resume" / f"t{running[0].number:04d}" / "history.csv").exists():

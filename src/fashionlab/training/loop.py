@@ -278,8 +278,7 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     test_split = splits.test.to(device)
     _finish(model, config, precision, progress, stopper, run, test_split, device)
     if tensorboard is not None:
-        tensorboard.log_result(model, run, test_split)
-        tensorboard.close()
+        tensorboard.log_result(run, test_split)
     return run
 
 

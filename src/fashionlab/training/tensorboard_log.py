@@ -8,6 +8,7 @@ TensorBoard stores as images.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,19 @@ class TensorBoardLog:
                 self.writer.add_scalar(tag, row[column], row["epoch"])
         self.writer.flush()
 
-    def log_result(self, model, run, test: Split) -> None:
-        """The finished run's test metrics, confusion matrix and a grid of example predictions."""
+    def log_result(self, run, test: Split) -> None:
+        """The finished run's test metrics, confusion matrix and example predictions; then closes the file.
+
+        The run is already finished: a failure here is reported and must not turn it into a failed run.
+        """
+        try:
+            self._log_result(run, test)
+        except Exception as err:  # a logging extra must never fail a finished run
+            print(f"warning: TensorBoard figures not written ({type(err).__name__}: {err})", file=sys.stderr)
+        finally:
+            self.writer.close()
+
+    def _log_result(self, run, test: Split) -> None:
         metrics = run.metrics()
         step = metrics["epochs"]
         for name in ("accuracy", "f1_mean"):
@@ -47,9 +59,6 @@ class TensorBoardLog:
         self.writer.add_figure("test/examples", examples_figure(images, probs[:EXAMPLES],
                                                                 test.labels[:EXAMPLES].cpu().numpy()), step)
         self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 def confusion_figure(matrix: np.ndarray):
