@@ -23,6 +23,8 @@ TRAIN_HELP = {
     "nesterov": "Nesterov momentum for sgd",
     "scheduler": "none, cosine or onecycle (stepped per batch)",
     "label_smoothing": "label smoothing of the cross-entropy loss",
+    "tta": "test-time augmentation: average each prediction with the mirrored image's",
+    "recipe": "start from a named recipe (fast, standard, best, mlp); other flags override it",
     "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
     "patience": "early stopping: stop after this many epochs without improvement and keep the best weights",
     "monitor": "what early stopping watches: val_loss or val_accuracy",
@@ -53,15 +55,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[f.name], metavar=f.name.upper())
 
 
-def config_from_args(args: argparse.Namespace, base: dict | None = None) -> RunConfig:
-    """Defaults <- preset `base` <- TOML file (-c) <- flags."""
-    values = dict(base or {})
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Defaults <- recipe (--recipe, or `recipe` in the TOML file) <- TOML file (-c) <- flags."""
+    from .recipes import recipe_settings
+
+    values = {}
     if getattr(args, "config", None):
         values.update(load_toml(args.config))
     for f in dataclasses.fields(RunConfig):
         value = getattr(args, f.name, None)
         if value is not None:
             values[f.name] = value
+    if values.get("recipe"):
+        values = {**recipe_settings(values["recipe"]), **values}
     return RunConfig.from_dict(values)
 
 

@@ -20,6 +20,7 @@ TRAIN_IMAGES = 60_000
 @dataclass
 class RunConfig:
     name: str | None = None          # run directory name; default "<model>-<timestamp>"
+    recipe: str | None = None        # the named recipe these settings started from (recipes.py), if any
     model: str = "ann"
     epochs: int = 10
     batch_size: int = 128
@@ -30,6 +31,7 @@ class RunConfig:
     nesterov: bool = False           # sgd
     scheduler: str = "none"
     label_smoothing: float = 0.0
+    tta: bool = False                # test-time augmentation: average predictions with the mirrored image
     augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
     patience: int = 0                # early stopping patience in epochs; 0 = train all epochs
     monitor: str = "val_loss"        # what early stopping watches
@@ -74,7 +76,10 @@ class RunConfig:
         """Reject settings that cannot work, before anything runs."""
         from .data.augment import parse_augment
         from .models import MODELS
+        from .recipes import RECIPES
 
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe '{self.recipe}'; choose from {', '.join(RECIPES)}")
         if self.model not in MODELS:
             raise ConfigError(f"unknown model '{self.model}'; choose from {', '.join(sorted(MODELS))}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)

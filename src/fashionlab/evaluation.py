@@ -12,15 +12,22 @@ from .training.precision import autocast, prepare_input
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, split: Split, batch_size: int = 1000, precision: str = "fp32",
-                  device: torch.device | None = None) -> np.ndarray:
-    """Class probabilities (N, 10) of a whole split, in eval mode; the model's mode is restored after."""
+                  device: torch.device | None = None, tta: bool = False) -> np.ndarray:
+    """Class probabilities (N, 10) of a whole split, in eval mode; the model's mode is restored after.
+
+    With `tta`, each image's logits are averaged with those of its mirror image (clothes are symmetric
+    enough that flips are also the training augmentation).
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
     for x, _ in iterate_batches(split, batch_size):
+        x = prepare_input(x.to(device, non_blocking=True), model)
         with autocast(device, precision):
-            logits = model(prepare_input(x.to(device, non_blocking=True), model))
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(x.flip(3)).float()) / 2
         out.append(torch.softmax(logits.float(), dim=1).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
@@ -45,9 +52,9 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
 
 
 def loss_and_accuracy(model: torch.nn.Module, split: Split, batch_size: int, precision: str,
-                      device: torch.device) -> tuple[float, float]:
+                      device: torch.device, tta: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy on a split (used for per-epoch validation)."""
-    probs = torch.from_numpy(predict_proba(model, split, batch_size, precision, device))
+    probs = torch.from_numpy(predict_proba(model, split, batch_size, precision, device, tta))
     labels = split.labels.cpu()
     loss = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
     return loss, (probs.argmax(1) == labels).float().mean().item()

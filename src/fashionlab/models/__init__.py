@@ -9,7 +9,11 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cnn import cnn
+from .fastnet import fastnet, fastnet_small, mlp_wide
+from .inception import googlenet
 from .mlp import ann, ann_batchnorm, ann_bn, ann_dropout
+from .resnet import resnet18, resnet20, wrn16_4
+from .vit import vit, vit_p7
 
 # name -> (factory, one-line description)
 MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
@@ -18,6 +22,17 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "ann_dropout": (ann_dropout, "the MLP with dropout 0.2 only (overfitting study)"),
     "ann_batchnorm": (ann_batchnorm, "the MLP with batch norm only (overfitting study)"),
     "cnn": (cnn, "seed Table 4: 4 conv layers 128-128-256-256, global pooling, 2 dense"),
+    # the seed's Evaluation section: "ResNet, GoogLeNet and VisionTransformer"
+    "resnet20": (resnet20, "pre-activation ResNet-20 (16-32-64 channels)"),
+    "resnet18": (resnet18, "pre-activation ResNet-18 (64-512 channels), 3x3 stem"),
+    "wrn16_4": (wrn16_4, "wide ResNet 16-4 (64-128-256 channels)"),
+    "googlenet": (googlenet, "GoogLeNet-style Inception network, 5 modules"),
+    "vit": (vit, "Vision Transformer, 4x4 patches, dim 128, depth 6"),
+    "vit_p7": (vit_p7, "Vision Transformer, 7x7 patches, dim 192, depth 6"),
+    # speed-tuned for the recipes
+    "fastnet": (fastnet, "airbench-style conv net 24-64-128-128 (recipes fast/standard)"),
+    "fastnet_small": (fastnet_small, "airbench-style conv net 16-32-64-128"),
+    "mlp_wide": (mlp_wide, "MLP 784-1024-1024-10 with batch norm and dropout (recipe mlp)"),
 }
 
 
@@ -45,7 +60,8 @@ def flops_per_image(model: nn.Module) -> int:
 
     was_training = model.training
     model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    # grad stays enabled: under no_grad, nn.TransformerEncoderLayer takes a fused path the counter cannot see
+    with FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 1, 28, 28))
     model.train(was_training)
     return int(counter.get_total_flops())

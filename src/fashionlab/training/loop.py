@@ -128,8 +128,12 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     order = epoch_order(len(train), config.seed, epoch)
     for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
                                                drop_last=True), start=progress.step):
-        # issue 7 (DDP): each rank takes its shard of the global batch and draws its own random numbers
-        torch.manual_seed((derive_seed(config.seed, epoch, b) + distributed.rank()) % 2**63)
+        # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
+        # issue 7 (DDP): each rank draws its own random numbers (seed + rank) and takes its shard of the batch
+        step_seed = (derive_seed(config.seed, epoch, b) + distributed.rank()) % 2**63
+        torch.default_generator.manual_seed(step_seed)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(step_seed)
         x, y = distributed.shard(x, y)
         if config.augment:
             x = apply_augment(x, config.augment, None)
@@ -287,7 +291,8 @@ def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision
            "train_loss": progress.loss_sum / max(1, progress.seen),
            "train_accuracy": progress.correct / max(1, progress.seen)}
     if val_split is not None:
-        val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device)
+        val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device,
+                                              config.tta)
         row.update(val_loss=val_loss, val_accuracy=val_acc)
         if stopper.update(val_loss if config.monitor == "val_loss" else val_acc, progress.epoch + 1):
             save_checkpoint({"model": model_state(model), "epoch": progress.epoch + 1}, run.best_checkpoint)
@@ -308,7 +313,7 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
                      "precision": precision, "classes": list(CLASSES), "mean": MEAN, "std": STD,
                      "epoch": best_epoch if config.patience else progress.epoch}, run.model_path)
     start = time.perf_counter()
-    probs = predict_proba(model, test, config.eval_batch_size, precision, device)
+    probs = predict_proba(model, test, config.eval_batch_size, precision, device, config.tta)
     labels = test.labels.cpu().numpy()
     metrics = classification_metrics(labels, probs)
     metrics.update(

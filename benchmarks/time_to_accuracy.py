@@ -1,0 +1,122 @@
+"""Time to accuracy of each recipe on this machine, and the seed CNN's epoch: plain pipeline vs fashionlab.
+
+    python benchmarks/time_to_accuracy.py                       # fast x5, mlp x5, standard x3 (best: --best-seeds)
+    python benchmarks/time_to_accuracy.py --recipes fast --seeds 5 --best-seeds 1 --ablation
+
+Training seconds run from the first step to the last (augmentation included); data loading and the final
+test evaluation are reported apart. Recipes train on all 60,000 training images and are scored once on
+the 10,000 test images. GFLOP/s counts 3x the forward FLOPs (forward + backward) per training image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+
+import torch
+from epoch_speed import dataloader_epoch, in_memory_epoch
+
+from fashionlab.config import RunConfig
+from fashionlab.data import load_fashion_mnist, make_splits
+from fashionlab.models import create_model, flops_per_image
+from fashionlab.recipes import TARGETS, recipe_settings
+from fashionlab.training.loop import train
+from fashionlab.training.precision import choose_precision, prepare_model
+
+SEEDS = {"fast": 5, "mlp": 5, "standard": 3, "best": 1}
+
+# (label, overrides) removing one technique at a time from the `fast` recipe
+ABLATION = [
+    ("fast recipe", {}),
+    ("fp32 instead of bf16", {"precision": "fp32"}),
+    ("no test-time flip", {"tta": False}),
+    ("no label smoothing", {"label_smoothing": 0.0}),
+    ("no augmentation", {"augment": {}}),
+    ("constant lr instead of one-cycle", {"scheduler": "none", "lr": 0.02}),
+]
+
+
+def run_recipe(name: str, seed: int, root: str, data, overrides: dict | None = None) -> dict:
+    settings = {**recipe_settings(name), **(overrides or {}), "seed": seed, "name": f"{name}-{seed}-{time.time_ns()}"}
+    run = train(RunConfig.from_dict(settings), root=root, data=data, show_progress=False)
+    return run.metrics()
+
+
+def summarise(label: str, results: list[dict], flops: int) -> str:
+    acc = [r["accuracy"] for r in results]
+    secs = [r["train_seconds"] for r in results]
+    epochs = results[0]["epochs"]
+    images_per_s = 60_000 * epochs / statistics.median(secs)
+    gflops = 3 * flops * images_per_s / 1e9
+    std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+    return (f"| {label} | {len(acc)} | {statistics.mean(acc):.2%} ± {std:.2%} | {min(acc):.2%} | "
+            f"{statistics.median(secs):.1f} | {images_per_s:,.0f} | {gflops:.0f} | "
+            f"{statistics.median(r['eval_seconds'] for r in results):.1f} |")
+
+
+def cnn_epoch_comparison(data, steps: int) -> None:
+    """One epoch of the seed CNN: plain fp32 per-sample DataLoader vs fashionlab (in-memory, auto precision)."""
+    train_split = make_splits(data).train
+    torch.manual_seed(0)
+    plain = dataloader_epoch_scaled(create_model("cnn"), train_split, steps)
+    torch.manual_seed(0)
+    model = prepare_model(create_model("cnn"), torch.device("cpu"))
+    precision = choose_precision("auto", model, torch.device("cpu"), 128)
+    ours = in_memory_epoch(model, train_split, precision, steps)
+    print("\n| seed CNN, one epoch of 50,000 images, batch 128 | seconds |")
+    print("|---|---:|")
+    print(f"| plain PyTorch: per-sample DataLoader, fp32, NCHW | {plain:.0f} |")
+    print(f"| fashionlab: in-memory batches, {precision}, channels_last | {ours:.0f} |")
+    print(f"| speed-up | {plain / ours:.2f}x |")
+
+
+def dataloader_epoch_scaled(model, train_split, steps: int) -> float:
+    """The plain pipeline over `steps` batches, scaled to an epoch (a whole fp32 CNN epoch takes many minutes)."""
+    head = lambda n: type(train_split)(train_split.images[:n], train_split.labels[:n])
+    dataloader_epoch(model, head(2 * 128), "fp32")  # warm-up, as the in-memory timing has
+    return dataloader_epoch(model, head(steps * 128), "fp32") * len(train_split) / (steps * 128)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default="fast,mlp,standard", help="comma-separated recipe names")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per recipe (default: 5 fast/mlp, 3 standard)")
+    parser.add_argument("--best-seeds", type=int, default=0, help="also run the 60-minute `best` recipe this often")
+    parser.add_argument("--ablation", action="store_true", help="also remove one technique at a time from `fast`")
+    parser.add_argument("--cnn-steps", type=int, default=20, help="batches timed for the CNN epoch comparison")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    data = load_fashion_mnist()
+    load_seconds = time.perf_counter() - start
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}; data loading {load_seconds:.1f} s")
+    print("| recipe | seeds | test accuracy (mean ± std) | min | median training s | images/s | GFLOP/s "
+          "| test eval s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    recipes = [r for r in args.recipes.split(",") if r] + (["best"] if args.best_seeds else [])
+    with tempfile.TemporaryDirectory() as root:
+        for name in recipes:
+            seeds = args.best_seeds if name == "best" else (args.seeds or SEEDS[name])
+            results = [run_recipe(name, seed, root, data) for seed in range(seeds)]
+            flops = flops_per_image(create_model(recipe_settings(name)["model"]))
+            target_acc, target_s = TARGETS[name]
+            print(summarise(f"{name} (target ≥ {target_acc:.1%} in ≤ {target_s} s)", results, flops), flush=True)
+        if args.ablation:
+            print("\n| ablation of `fast` | seeds | test accuracy (mean ± std) | min | median training s | images/s "
+                  "| GFLOP/s | test eval s |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            flops = flops_per_image(create_model(recipe_settings("fast")["model"]))
+            for label, overrides in ABLATION:
+                results = [run_recipe("fast", seed, root, data, overrides) for seed in range(args.seeds or 3)]
+                print(summarise(label, results, flops), flush=True)
+    cnn_epoch_comparison(data, args.cnn_steps)
+
+
+if __name__ == "__main__":
+    main()

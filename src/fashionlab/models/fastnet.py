@@ -1,0 +1,53 @@
+"""Speed-tuned networks for the recipes (fashionlab train --recipe ...), in the spirit of airbench.
+
+`fastnet`: a conv stem and three conv-pool blocks (conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU),
+global max-pool and a linear head whose output is scaled down (airbench's trick to calm early training).
+Channel widths are the knob that trades accuracy for seconds; see docs/BENCHMARKS.md.
+`mlp_wide`: the widest plain MLP that trains fast on 2 cores, for the no-convolution recipe.
+"""
+
+from torch import nn
+
+
+class Mul(nn.Module):
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def conv_bn(n_in: int, n_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.GELU()]
+
+
+def conv_group(n_in: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(n_out), nn.GELU(),
+        *conv_bn(n_out, n_out),
+    )
+
+
+def fastnet(stem: int = 24, widths: tuple = (64, 128, 128), head_scale: float = 1 / 8) -> nn.Sequential:
+    return nn.Sequential(
+        *conv_bn(1, stem),                    # 28x28
+        conv_group(stem, widths[0]),          # -> 14x14
+        conv_group(widths[0], widths[1]),     # -> 7x7
+        conv_group(widths[1], widths[2]),     # -> 3x3
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        nn.Linear(widths[2], 10, bias=False), Mul(head_scale),
+    )
+
+
+def fastnet_small() -> nn.Sequential:
+    return fastnet(stem=16, widths=(32, 64, 128))
+
+
+def mlp_wide(hidden: int = 1024, dropout: float = 0.3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, 10),
+    )
