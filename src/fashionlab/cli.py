@@ -149,6 +149,34 @@ def cmd_sweep_report(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .predict import format_results, load_onnx_predictor, load_torch_predictor, predict_files
+
+    if args.top_k < 1:
+        raise ConfigError("--top-k must be at least 1")
+    predictor = (load_onnx_predictor(args.onnx) if args.onnx
+                 else load_torch_predictor(args.run, args.runs_dir))
+    results = predict_files(predictor, args.images, args.top_k, args.show_input)
+    if not results:
+        raise FashionlabError("no images found (PNG, JPEG, WebP, BMP or GIF) in " + " ".join(args.images))
+    print(format_results(results, args.format))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    print(f"wrote {export_onnx(args.run, args.out, args.runs_dir)}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve.app import serve
+
+    serve(args.run, args.runs_dir, args.host, args.port, onnx=args.onnx)
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that says where to look, not the whole usage text."""
 
@@ -204,6 +232,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain-best", action="store_true",
                    help="first re-train the best trial on all 60,000 training images and evaluate it on the test set")
     p.set_defaults(func=cmd_sweep_report)
+
+    p = sub.add_parser("predict", help="classify photos (any size, PNG/JPEG/WebP/BMP/GIF) with a trained model")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of them")
+    p.add_argument("--run", help="run to use (default: the finished run with the best VALIDATION accuracy; "
+                                 "runs without a validation split are skipped, test accuracy is never used)")
+    p.add_argument("--onnx", metavar="FILE", help="use this exported ONNX model with onnxruntime instead of a run")
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--show-input", metavar="DIR", help="save the 28x28 image the model saw for each photo here")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a finished run's model (ONNX, dynamic batch, preprocessing metadata)")
+    p.add_argument("run", help="run name or directory")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--out", help="output file (default: RUN/model.onnx)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="web page and JSON API to classify photos (FastAPI + uvicorn)")
+    p.add_argument("--run", help="run to serve (default: the finished run with the best validation accuracy)")
+    p.add_argument("--onnx", metavar="FILE", help="serve this exported ONNX model instead of a run")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
 
     for p in sub.choices.values():
         p.add_argument("--runs-dir", default=None, help="folder of runs (default: ./runs or $FASHIONLAB_RUNS)")

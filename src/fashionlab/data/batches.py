@@ -28,7 +28,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def to(self, device) -> "Split":
+    def to(self, device) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
 
 
