@@ -9,7 +9,6 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy.exc import SQLAlchemyError
 
 from fashionlab.cli import main
 from fashionlab.errors import ConfigError
@@ -71,25 +70,18 @@ def check_trials_match_runs(study, trial_root):
 
 
 def test_sweep_interrupted_and_resumed_is_one_study(tmp_path, fmnist):
-    space = space_file(tmp_path, limit=2000, epochs_low=3, epochs_high=4)
+    space = space_file(tmp_path, limit=2000, epochs_low=4, epochs_high=6)
     storage = f"sqlite:///{tmp_path / 'runs' / 'sweeps' / 'resume.db'}"
-    proc = subprocess.Popen(sweep_cmd(tmp_path, "resume", 50, space), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(sweep_cmd(tmp_path, "resume", 20, space), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    # interrupt once a trial has finished and the next one is training (its first epoch is in history.csv)
+    # interrupt once trial 0 has finished and trial 1 is training (its first epoch is in history.csv)
+    second = tmp_path / "runs" / "sweeps" / "resume" / "t0001"
     deadline = time.time() + 180
-    while time.time() < deadline:
-        time.sleep(0.5)
-        try:  # the worker may still be creating the database's tables or the study
-            trials = optuna.load_study(study_name="resume", storage=storage).get_trials(deepcopy=False)
-        except (KeyError, SQLAlchemyError):
-            continue
-        running = [t for t in trials if t.state == TrialState.RUNNING]
-        if any(t.state == TrialState.COMPLETE for t in trials) and running and \
-                (tmp_path / "runs" / "sweeps" / "resume" / f"t{running[0].number:04d}" / "history.csv").exists():
-            break
-    else:
-        proc.kill()
-        pytest.fail(f"sweep never reached a second trial: {proc.communicate()[1][-2000:]}")
+    while not ((second / "history.csv").exists() and not (second / "metrics.json").exists()):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"never saw trial 1 training: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]

@@ -51,7 +51,7 @@ def postgres_url():
 
 
 def test_two_workers_share_one_postgres_study(tmp_path, postgres_url, fmnist):
-    space = space_file(tmp_path, limit=1000, epochs_low=1, epochs_high=2)
+    space = space_file(tmp_path, limit=2000, epochs_low=1, epochs_high=2)
     target = 8
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     workers = [subprocess.Popen(sweep_cmd(tmp_path, "shared", target, space, "--storage", postgres_url),
