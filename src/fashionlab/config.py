@@ -31,6 +31,7 @@ class RunConfig:
     nesterov: bool = False           # sgd
     scheduler: str = "none"
     label_smoothing: float = 0.0
+    bn_recalibration: int = 50       # batches to re-estimate batch-norm statistics before each evaluation
     tta: bool = False                # test-time augmentation: average predictions with the mirrored image
     augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
     patience: int = 0                # early stopping patience in epochs; 0 = train all epochs
@@ -92,7 +93,8 @@ class RunConfig:
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 1)
-        for name in ("weight_decay", "patience", "threads", "train_limit", "test_limit", "min_delta"):
+        for name in ("weight_decay", "patience", "bn_recalibration", "threads", "train_limit", "test_limit",
+                     "min_delta"):
             _at_least(name, getattr(self, name), 0)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")

@@ -41,6 +41,7 @@ from ..evaluation import classification_metrics, loss_and_accuracy, predict_prob
 from ..models import count_parameters, create_model
 from ..runs import Run, create_run, open_run
 from . import distributed
+from .batchnorm import recalibrate_batchnorm
 from .checkpoint import load_checkpoint, model_state, save_checkpoint
 from .early_stopping import EarlyStopping
 from .optim import create_optimizer, create_scheduler
@@ -268,7 +269,8 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
             progress.loss_sum, progress.correct, progress.seen = distributed.sum_counts(
                 progress.loss_sum, progress.correct, progress.seen)
             distributed.sync_buffers(model)
-            _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, val_split, device)
+            _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
+                       device)
             row = progress.history[-1]
             if tensorboard is not None:
                 tensorboard.log_epoch(row)
@@ -286,10 +288,14 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     return run
 
 
-def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, val_split, device):
+def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
+               device):
     row = {"epoch": progress.epoch + 1,
            "train_loss": progress.loss_sum / max(1, progress.seen),
            "train_accuracy": progress.correct / max(1, progress.seen)}
+    start = time.perf_counter()
+    recalibrate_batchnorm(model, train_split, config.bn_recalibration, config.batch_size, precision, device)
+    progress.train_seconds += time.perf_counter() - start  # part of making the model, so part of its cost
     if val_split is not None:
         val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device,
                                               config.tta)

@@ -1,0 +1,107 @@
+"""The seed study's report: Table 1 beside the seed's numbers, Fig 1-9 in the seed's order, the
+early-stopping row, per-class tables, how the preset differs from `paper`, and the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..tables import duration
+from . import figures
+from .build import (
+    _seed_values,
+    add_architectures,
+    add_augmentation_grid,
+    add_environment,
+    add_filters,
+    add_per_class,
+    add_predictions,
+    add_table1,
+    curve_summary,
+)
+from .html import Report
+from .style import Entry, assign_colors
+
+
+def _group(entries: list[Entry], group: str) -> list[Entry]:
+    return [e for e in entries if e.group == group]
+
+
+def _by_key(entries: list[Entry], key: str) -> Entry:
+    return next(e for e in entries if e.key == key and e.group == "table1")
+
+
+def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds: int, data, command: str,
+                       extra_sections=()) -> Path:
+    """Write OUT/report.html (+ figures/*.png, table1.csv/.md) for the study's entries; returns the path.
+
+    `extra_sections`: callables `f(report)` run before the environment section, to add sections such as
+    "Beyond the seed" (see build.add_runs_section)."""
+    from ..study import PRESETS, preset_differences
+
+    assign_colors(entries)
+    table1, early = _group(entries, "table1"), _group(entries, "early_stopping")
+    report = Report(out, "fashionlab: the seed study, reproduced",
+                    f"preset '{preset}' ({PRESETS[preset]['about']}), {seeds} seed(s) per experiment; "
+                    "test-set numbers on the real Fashion-MNIST data set")
+
+    summary = report.section("Table 1: Key metrics")
+    add_table1(summary, table1 + early)
+    if preset != "paper":
+        rows = preset_differences(preset, "paper")
+        summary.text(f"How preset '{preset}' differs from 'paper' (everything else is identical): "
+                     f"{PRESETS[preset]['about']}.")
+        summary.table(f"Settings of '{preset}' that differ from 'paper'", ["Run", preset, "paper"], rows)
+    runs = {r.path: r for e in entries for r in e.runs}.values()
+    total = sum(r.metrics()["train_seconds"] for r in runs)
+    summary.text(f"{len(runs)} runs ({len(entries)} rows of the seed's comparisons: a run shared by several is "
+                 f"trained once); their training took {duration(total)} in all. Test set: "
+                 f"{table1[0].run.metrics()['n']:,} images.")
+    add_per_class(report, table1 + early)
+    add_architectures(report, table1)
+
+    overfit = _group(entries, "overfitting") + [_by_key(entries, "cnn")]
+    s = report.section("Fig 2: Overfitting")
+    s.figure("fig2_loss_curves", figures.fig2_loss_curves(overfit),
+             "Train (dashed) vs validation (solid) loss per epoch: the ANN alone, with dropout, with batch norm, "
+             "with both (the seed's modified ANN), and the CNN. A validation loss that rises while the train "
+             "loss falls is overfitting.")
+    curve_summary(s, "What the loss curves show", overfit)
+
+    opt = _group(entries, "optimizers")
+    s = report.section("Fig 3: Optimizers")
+    s.figure("fig3_optimizers", figures.fig3_optimizers(opt),
+             "The ANN trained with each optimizer for the same epochs: Adam lr 1e-3, RMSprop lr 1e-3, "
+             "SGD lr 1e-2 (no momentum), Adagrad lr 1e-2.")
+    curve_summary(s, "Optimizer comparison", opt)
+
+    s = report.section("Fig 4: Data augmentation")
+    add_augmentation_grid(s, table1, data)
+    pairs = [(_by_key(entries, a), _by_key(entries, b)) for a, b in (("ann_bn", "ann_bn_aug"), ("cnn", "cnn_aug"))]
+    s.figure("fig4b_augmentation_curves", figures.fig4b_augmentation_curves(pairs),
+             "Train (dashed) and validation (solid) loss without and with augmentation.")
+    curve_summary(s, "Without vs with augmentation", [e for p in pairs for e in p])
+
+    report.section("Fig 5: Metric comparison").figure(
+        "fig5_metric_comparison", figures.fig5_metric_comparison(table1 + early, _seed_values()),
+        "Test-set accuracy and mean precision, recall and F1 of each model (± std over seeds when several); "
+        "black ticks: the seed report's Table 1.")
+    report.section("Fig 6: Confusion matrices").figure(
+        "fig6_confusion_matrices", figures.fig6_confusion_matrices(table1 + early),
+        "Rows: true class, columns: predicted class; counts, coloured by the share of the true class.")
+    add_predictions(report, table1, data)
+    report.section("Fig 8: Rolling validation accuracy").figure(
+        "fig8_rolling_val_accuracy", figures.fig8_rolling_val_accuracy(table1 + early),
+        "Validation accuracy per epoch (thin) and its rolling mean over 3 epochs (thick).")
+    add_filters(report, table1, data)
+
+    s = report.section("Early stopping")
+    for e in early:
+        m, config = e.run.metrics(), e.run.config()
+        s.text(f"{e.label}: up to {config.epochs} epochs with patience {config.patience} on {config.monitor}; "
+               f"trained {m['epochs']} epochs, {'stopped early' if m['stopped_early'] else 'never stopped'}, "
+               f"kept the weights of epoch {m['best_epoch']}: test accuracy {m['accuracy']:.2%}.")
+    curve_summary(s, "Early stopping vs the plain ANN", early + [_by_key(entries, "ann")])
+    for add in extra_sections:
+        add(report)
+    add_environment(report, entries, command)
+    return report.write()

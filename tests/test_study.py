@@ -1,0 +1,86 @@
+"""The study: its plan, presets, the exact train command of each run, and resume of a killed study."""
+
+import shlex
+import signal
+
+import pytest
+
+from fashionlab.cli import build_parser, config_from_args, main
+from fashionlab.study import Experiment, experiment_config, experiments, preset_differences, run_experiment
+from fashionlab.training import loop
+from fashionlab.training.loop import Interrupted
+
+
+def test_plan_has_every_seed_experiment_and_trains_shared_runs_once():
+    exps = experiments("quick")
+    groups = {g: [e.label for e in exps if e.group == g] for g in ("table1", "optimizers", "overfitting")}
+    assert groups["table1"] == ["ANN", "ANN (modified)", "ANN (modified+data aug)", "CNN", "CNN (data aug)"]
+    assert groups["optimizers"] == ["Adam", "RMSprop", "SGD", "Adagrad"]
+    assert groups["overfitting"] == ["ANN", "ANN + dropout", "ANN + batch norm", "ANN (modified)"]
+    early = [e for e in exps if e.group == "early_stopping"]
+    assert len(early) == 1 and early[0].settings["patience"] > 0
+    # one key is one run: the same key must always mean the same config
+    by_key = {}
+    for e in exps:
+        config = experiment_config(e, seed=0).to_dict()
+        assert by_key.setdefault(e.key, config) == config, e.key
+    assert len(by_key) == 11
+    paper = {e.key: e.settings["epochs"] for e in experiments("paper")}
+    assert [paper[k] for k in ("ann", "ann_bn", "ann_bn_aug", "cnn", "cnn_aug")] == [30, 30, 60, 30, 60]
+
+
+def test_quick_preset_differences_are_listed():
+    rows = preset_differences("quick", "paper")
+    assert ["cnn (CNN)", "epochs 3, train_limit 10000", "epochs 30, train_limit all"] in rows
+    assert ["ann_sgd (SGD)", "epochs 10", "epochs 30"] in rows
+    assert len(rows) == 11  # every run is shorter in quick
+
+
+def test_train_command_rebuilds_the_same_config():
+    from fashionlab.study import train_command
+
+    for exp in experiments("quick") + experiments("test"):
+        config = experiment_config(exp, seed=1)
+        args = build_parser().parse_args(shlex.split(train_command(config))[1:])
+        assert config_from_args(args).to_dict() == config.to_dict(), exp.key
+
+
+def test_unknown_preset_and_bad_seeds_are_one_line(tmp_path, capsys):
+    assert main(["study", "--preset", "huge", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset 'huge'; choose from paper, quick" in err and err.count("\n") == 1
+    assert main(["study", "--preset", "test", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, fmnist, monkeypatch, capsys):
+    exp = Experiment("tiny", "tiny", "table1", {"model": "ann", "epochs": 2, "train_limit": 400, "batch_size": 50,
+                                                "test_limit": 200, "precision": "fp32"})
+    real = loop.derive_seed
+
+    def ctrl_c_at_second_epoch(seed, epoch, step):
+        if (epoch, step) == (1, 0):
+            monkeypatch.setattr(loop, "derive_seed", real)
+            signal.raise_signal(signal.SIGINT)
+        return real(seed, epoch, step)
+
+    monkeypatch.setattr(loop, "derive_seed", ctrl_c_at_second_epoch)
+    with pytest.raises(Interrupted):
+        run_experiment(exp, 0, tmp_path, fmnist, show_progress=False)
+    run = run_experiment(exp, 0, tmp_path, fmnist, show_progress=False)
+    assert "tiny-s0: resuming from its checkpoint" in capsys.readouterr().err
+    assert run.finished and [r["epoch"] for r in run.history()] == [1, 2]
+    mtime = run.metrics_path.stat().st_mtime_ns
+    assert run_experiment(exp, 0, tmp_path, fmnist, show_progress=False).path == run.path
+    assert "tiny-s0: finished earlier, reused" in capsys.readouterr().err
+    assert run.metrics_path.stat().st_mtime_ns == mtime
+
+
+def test_table1_reports_mean_and_std_over_seeds():
+    from fashionlab.study import table1_rows
+
+    seed = {"accuracy": 0.87, "precision_mean": 0.8, "recall_mean": 0.8, "f1_mean": 0.8, "train_seconds": 10,
+            "epochs": 30}
+    row = table1_rows([("ANN", [seed, {**seed, "accuracy": 0.89, "train_seconds": 20}])])[0]
+    assert row[:4] == ["ANN", "15.0 s", "88.00% ± 1.41%", "0.800 ± 0.000"]
+    assert row[6:] == ["30", "88.43%", "0.888", "4.5 minutes (30)"]
