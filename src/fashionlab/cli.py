@@ -42,6 +42,7 @@ TRAIN_HELP = {
     "data_dir": "folder with the four Fashion-MNIST files",
     "init_from": "fine-tune from the weights of this run (or checkpoint file)",
     "eval_batch_size": "batch size for validation and testing",
+    "tensorboard": "write TensorBoard logs (scalars, confusion matrix, example predictions) into the run",
 }
 
 
@@ -73,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    from .training import distributed
     from .training.loop import train
 
     if args.resume:
@@ -80,7 +82,9 @@ def cmd_train(args) -> int:
     else:
         config = config_from_args(args)
         run = train(config, root=args.runs_dir, overwrite=args.overwrite, show_progress=args.progress)
-    print(f"finished {run.path}")
+    if distributed.is_main():  # under torchrun: one line, from rank 0
+        print(f"finished {run.path}")
+    distributed.shutdown()
     return 0
 
 
@@ -128,6 +132,32 @@ def cmd_report(args) -> int:
     report = build_runs_report(args.runs, args.out, root=args.runs_dir, data_dir=args.data_dir,
                                command=" ".join(["fashionlab", *sys.argv[1:]]))
     print(f"report: {report.resolve()}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+
+    study = run_sweep(args.name, trials=args.trials, storage=args.storage, space=args.space, root=args.runs_dir,
+                      show_progress=args.progress, timeout=args.timeout)
+    if any(t.value is not None for t in study.get_trials(deepcopy=False)):
+        print(f"sweep {args.name}: best trial {study.best_trial.number}, val accuracy {study.best_value:.4f}, "
+              f"{study.best_params}")
+    return 0
+
+
+def cmd_sweep_report(args) -> int:
+    from .sweep import open_study, retrain_best, sweeps_dir
+    from .sweep_report import write_report
+
+    if not args.storage and not (sweeps_dir(args.runs_dir) / f"{args.name}.db").is_file():
+        raise ConfigError(f"no sweep '{args.name}' under {sweeps_dir(args.runs_dir)}; pass --storage if it is "
+                          "elsewhere")
+    study = open_study(args.name, args.storage, args.runs_dir, create=False)
+    if args.retrain_best:
+        run = retrain_best(study, root=args.runs_dir, show_progress=args.progress)
+        print(f"re-trained best trial: {run.path}, test accuracy {run.metrics()['accuracy']:.4f}")
+    print(f"wrote {write_report(study, args.out, args.runs_dir, args.top)}")
     return 0
 
 
@@ -198,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/study", help="folder for the study's runs and report")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("sweep", help="hyper-parameter sweep with Optuna (resumable; several workers may share it)")
+    p.add_argument("--name", required=True, help="study name; re-running the same command resumes it")
+    p.add_argument("--trials", type=int, default=20, help="run until the study has this many finished trials")
+    p.add_argument("--storage", default=None, help="database URL, e.g. postgresql://user:pw@host/db "
+                   "(default: sqlite file runs/sweeps/NAME.db)")
+    p.add_argument("--space", default=None, help="TOML file with [space.PARAM] tables (default: the seed's choices)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("sweep-report", help="HTML page of a sweep: best trials and Optuna's plots")
+    p.add_argument("name", help="sweep name")
+    p.add_argument("--storage", default=None, help="database URL if not the default sqlite file")
+    p.add_argument("--out", default=None, help="HTML file (default: runs/sweeps/NAME.html)")
+    p.add_argument("--top", type=int, default=10, help="rows in the best-trials table")
+    p.add_argument("--retrain-best", action="store_true",
+                   help="first re-train the best trial on all 60,000 training images and evaluate it on the test set")
+    p.set_defaults(func=cmd_sweep_report)
 
     p = sub.add_parser("predict", help="classify photos (any size, PNG/JPEG/WebP/BMP/GIF) with a trained model")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of them")

@@ -48,6 +48,7 @@ class RunConfig:
     data_dir: str | None = None
     init_from: str | None = None     # fine-tune from this run or checkpoint's weights
     eval_batch_size: int = 1000
+    tensorboard: bool = False        # also write TensorBoard event files into the run directory
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -25,7 +25,14 @@ def runs_root(root: str | Path | None = None) -> Path:
     return Path(root or os.environ.get("FASHIONLAB_RUNS", "runs"))
 
 
+def is_writer() -> bool:
+    """Under torchrun every process runs the same code; only rank 0 writes run files (see training/distributed.py)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def write_atomic(path: Path, text: str) -> None:
+    if not is_writer():
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)

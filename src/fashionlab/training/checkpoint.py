@@ -11,9 +11,12 @@ from pathlib import Path
 import torch
 
 from ..errors import RunError
+from ..runs import is_writer
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
+    if not is_writer():  # under torchrun only rank 0 writes
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)

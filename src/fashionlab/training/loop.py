@@ -12,6 +12,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from ..errors import FashionlabError, RunError, TrainingDiverged
 from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
 from ..models import count_parameters, create_model
 from ..runs import Run, create_run, open_run
+from . import distributed
 from .batchnorm import recalibrate_batchnorm
 from .checkpoint import load_checkpoint, model_state, save_checkpoint
 from .early_stopping import EarlyStopping
@@ -94,7 +96,8 @@ def _in_main_thread() -> bool:
 
 
 def _log(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
+    if distributed.is_main():  # issue 7: one copy of the log under torchrun
+        tqdm.write(message, file=sys.stderr)
 
 
 def load_weights(source: str | Path) -> dict:
@@ -127,9 +130,12 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
                                                drop_last=True), start=progress.step):
         # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
-        torch.default_generator.manual_seed(derive_seed(config.seed, epoch, b))
+        # issue 7 (DDP): each rank draws its own random numbers (seed + rank) and takes its shard of the batch
+        step_seed = (derive_seed(config.seed, epoch, b) + distributed.rank()) % 2**63
+        torch.default_generator.manual_seed(step_seed)
         if device.type == "cuda":
-            torch.cuda.manual_seed(derive_seed(config.seed, epoch, b))
+            torch.cuda.manual_seed(step_seed)
+        x, y = distributed.shard(x, y)
         if config.augment:
             x = apply_augment(x, config.augment, None)
         with autocast(device, precision):
@@ -169,15 +175,25 @@ def _checkpoint(model, optimizer, scheduler, stopper, progress, config, precisio
 
 
 def train(config: RunConfig, root=None, resume: str | Path | None = None, overwrite: bool = False,
-          data: FashionMNIST | None = None, show_progress: bool | None = None) -> Run:
-    """Train `config` into a new run directory (or continue `resume`), evaluate on the test set, return the run."""
-    run = open_run(resume, root) if resume else create_run(config, root, overwrite)
+          data: FashionMNIST | None = None, show_progress: bool | None = None,
+          on_epoch_end: Callable[[dict], bool | None] | None = None) -> Run:
+    """Train `config` into a new run directory (or continue `resume`), evaluate on the test set, return the run.
+
+    `on_epoch_end(row)` gets each epoch's history row; returning True stops training after that epoch (the
+    run then finishes as stopped early). Sweeps use it to report to Optuna and prune.
+    """
+    run = open_run(resume, root) if resume else None
     if resume:
         if run.finished:
             raise RunError(f"run {run.path} is already finished; nothing to resume")
         config = run.config()
+    # issue 7 (DDP): under torchrun join the process group; rank 0 creates the run, the others learn its path
+    distributed.setup(resolve_device(config.device))
+    if not resume:
+        run = create_run(config, root, overwrite) if distributed.is_main() else None
+        run = Run(Path(distributed.from_main(str(run.path) if run else None)))
     try:
-        return _train(config, run, bool(resume), data, show_progress)
+        return _train(config, run, bool(resume), data, show_progress, on_epoch_end)
     except TrainingDiverged as err:
         run.set_status("failed", message=str(err))
         raise
@@ -188,10 +204,11 @@ def train(config: RunConfig, root=None, resume: str | Path | None = None, overwr
         raise
 
 
-def _train(config: RunConfig, run: Run, resume: bool, data, show_progress) -> Run:
+def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_epoch_end=None) -> Run:
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    device = distributed.setup(resolve_device(config.device))
+    distributed.check_batch_size(config.batch_size)
     torch.manual_seed(config.seed)
     splits = make_splits(data or load_fashion_mnist(config.data_dir), config.val_size, config.split_seed,
                          config.train_limit or None, config.test_limit or None)
@@ -223,15 +240,22 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress) -> Ru
     else:
         precision = choose_precision(config.precision, model, device, config.batch_size)
     run.set_status("running", precision=precision)
+    # issue 7: DDP wrapper for the training steps (same weights as `model`); TensorBoard on rank 0
+    precision = distributed.from_main(precision)
+    train_model = distributed.wrap_model(model, device)
+    tensorboard = None
+    if config.tensorboard and distributed.is_main():
+        from .tensorboard_log import TensorBoardLog
+        tensorboard = TensorBoardLog(run.path, config)
 
-    show = sys.stderr.isatty() if show_progress is None else show_progress
+    show = (sys.stderr.isatty() if show_progress is None else show_progress) and distributed.is_main()
     with _StopFlag() as stop:
         while progress.epoch < config.epochs and not stopper.should_stop:
             bar = tqdm(total=steps_per_epoch, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}/"
                        f"{config.epochs}", leave=False, disable=not show, file=sys.stderr)
             start = time.perf_counter()
             try:
-                train_one_epoch(model, optimizer, scheduler, criterion, train_split, config, progress, precision,
+                train_one_epoch(train_model, optimizer, scheduler, criterion, train_split, config, progress, precision,
                                 device, stop, bar)
             finally:
                 bar.close()
@@ -241,10 +265,27 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress) -> Ru
                                 run.last_checkpoint)
                 run.set_status("interrupted", epoch=progress.epoch, step=progress.step)
                 raise Interrupted(f"interrupted; progress saved. Continue with: fashionlab train --resume {run.path}")
+            # issue 7 (DDP): epoch totals over all ranks' shards; rank 0's BatchNorm statistics everywhere
+            progress.loss_sum, progress.correct, progress.seen = distributed.sum_counts(
+                progress.loss_sum, progress.correct, progress.seen)
+            distributed.sync_buffers(model)
             _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
                        device)
+            row = progress.history[-1]
+            if tensorboard is not None:
+                tensorboard.log_epoch(row)
+            if on_epoch_end is not None and on_epoch_end(dict(row)):
+                break
 
-    return _finish(model, config, precision, progress, stopper, run, splits.test.to(device), device)
+    if distributed.replicas_differ(model) > 0:  # issue 7: DDP keeps replicas identical; say so if not
+        _log("warning: the processes' weights differ at the end of training")
+    if not distributed.is_main():
+        return run
+    test_split = splits.test.to(device)
+    _finish(model, config, precision, progress, stopper, run, test_split, device)
+    if tensorboard is not None:
+        tensorboard.log_result(run, test_split)
+    return run
 
 
 def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
@@ -286,6 +327,7 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
         stopped_early=progress.epoch < config.epochs, train_seconds=round(progress.train_seconds, 3),
         eval_seconds=round(time.perf_counter() - start, 3), precision=precision, device=str(device),
         threads=torch.get_num_threads(), parameters=count_parameters(model), torch=torch.__version__,
+        processes=distributed.world_size(),  # issue 7: DDP
         fashionlab=__version__,
     )
     np.savez_compressed(run.predictions_path, probs=probs.astype(np.float16), labels=labels.astype(np.uint8))
