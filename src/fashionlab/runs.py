@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import RunError
+from .parsing import number_or_text
 
 STATES = ("running", "interrupted", "failed", "finished")
 
@@ -91,7 +92,7 @@ class Run:
         if not self.history_path.is_file():
             return []
         with open(self.history_path, newline="") as fh:
-            return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+            return [{k: number_or_text(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
     def write_history(self, rows: list[dict]) -> None:
         if not rows:
@@ -104,16 +105,6 @@ class Run:
 
     def write_json(self, path: Path, value) -> None:
         write_atomic(path, json.dumps(value, indent=1))
-
-
-def _num(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
 
 
 def create_run(config: RunConfig, root: str | Path | None = None, overwrite: bool = False) -> Run:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..parsing import number_or_text
 from .dataset import MEAN, STD
 
 BACKGROUND = (0.0 - MEAN) / STD  # a black pixel after normalisation: what padding should look like
@@ -116,13 +117,10 @@ def parse_augment(spec: str | dict | None) -> dict[str, dict]:
 
 
 def _number(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"augmentation parameter value '{text}' is not a number") from None
+    value = number_or_text(text)
+    if isinstance(value, str):
+        raise ConfigError(f"augmentation parameter value '{text}' is not a number")
+    return value
 
 
 def apply_augment(x: torch.Tensor, pipeline: dict[str, dict], gen: torch.Generator) -> torch.Tensor:
