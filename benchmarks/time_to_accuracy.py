@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per recipe (default: 5 fast/mlp, 3 standard)")
     parser.add_argument("--best-seeds", type=int, default=0, help="also run the 60-minute `best` recipe this often")
     parser.add_argument("--ablation", action="store_true", help="also remove one technique at a time from `fast`")
+    parser.add_argument("--ablation-seeds", type=int, default=2)
     parser.add_argument("--cnn-steps", type=int, default=20, help="batches timed for the CNN epoch comparison")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -113,7 +114,7 @@ def main() -> None:
             print("|---|---:|---:|---:|---:|---:|---:|---:|")
             flops = flops_per_image(create_model(recipe_settings("fast")["model"]))
             for label, overrides in ABLATION:
-                results = [run_recipe("fast", seed, root, data, overrides) for seed in range(args.seeds or 3)]
+                results = [run_recipe("fast", seed, root, data, overrides) for seed in range(args.ablation_seeds)]
                 print(summarise(label, results, flops), flush=True)
     cnn_epoch_comparison(data, args.cnn_steps)
 
