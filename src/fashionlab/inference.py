@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .data import load_fashion_mnist, make_splits
+from .errors import RunError
 from .evaluation import classification_metrics, predict_proba
 from .models import create_model
 from .runs import open_run
@@ -30,7 +31,6 @@ def evaluate_run(run_name, split: str = "test", root=None, data_dir=None, device
                          config["split_seed"])
     data = splits.test if split == "test" else splits.val
     if data is None:
-        from .errors import RunError
         raise RunError(f"run {run_name} trained without a validation split; evaluate it with --split test")
     dev = next(model.parameters()).device
     probs = predict_proba(model, data.to(dev), config["eval_batch_size"], record["precision"], dev,
