@@ -59,7 +59,15 @@ def setup(device: torch.device) -> torch.device:
 
 
 def shutdown() -> None:
+    """Leave the process group together: all ranks meet first, then tear down.
+
+    Without the barrier rank 1 (which skips the test evaluation) tears down its gloo connections
+    while rank 0 is still working, and gloo's worker threads can abort the process at exit
+    ("terminate called without an active exception", seen in CI).
+    """
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
