@@ -73,6 +73,15 @@ class PerSample(torch.utils.data.Dataset):
         return (x - MEAN) / STD, int(self.labels[i])
 
 
+def with_torch_dropout(model: nn.Module) -> nn.Module:
+    """`model` with torch's own nn.Dropout in place of fashionlab's (models/dropout.py), as plain code has it."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.Dropout) and type(child) is not nn.Dropout:
+                setattr(module, name, nn.Dropout(child.p))
+    return model
+
+
 def dataloader_epoch(model, images: np.ndarray, labels: np.ndarray, precision) -> float:
     """Seconds for one epoch over uint8 `images` fed through PerSample + DataLoader."""
     step = step_fn(model, precision)

@@ -31,11 +31,12 @@ def main() -> None:
     parser.add_argument("recipe")
     parser.add_argument("overrides", nargs="*", help="key=value (JSON values)")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args()
     overrides = dict(parse_override(o) for o in args.overrides)
     data = load_fashion_mnist()
     with tempfile.TemporaryDirectory() as root:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             settings = {**recipe_settings(args.recipe), "val_size": 10_000, **overrides, "seed": seed,
                         "name": f"s{seed}", "test_limit": 1}
             run = train(RunConfig.from_dict(settings), root=root, data=data, show_progress=False)

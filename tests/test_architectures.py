@@ -59,6 +59,7 @@ EXPECTED = {
     "vit_p7": vit(7, 192, 6, 2),
     "fastnet": fastnet(24, (64, 128, 128)),
     "fastnet_small": fastnet(16, (32, 64, 128)),
+    "fastnet_large": fastnet(32, (64, 256, 256)),
     "mlp_wide": linear(784, 1024) + bn(1024) + linear(1024, 1024) + bn(1024) + linear(1024, 10),
 }
 

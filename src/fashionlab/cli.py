@@ -25,7 +25,8 @@ TRAIN_HELP = {
     "label_smoothing": "label smoothing of the cross-entropy loss",
     "bn_recalibration": "training batches used to re-estimate batch-norm statistics before each evaluation "
                         "(0 = keep the running averages)",
-    "tta": "test-time augmentation: average each prediction with the mirrored image's",
+    "tta": "test-time augmentation: none, flip (average with the mirror image) or flip-shift (also 1-pixel "
+           "shifts: 10 views)",
     "recipe": "start from a named recipe (fast, standard, best, mlp); other flags override it",
     "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
     "patience": "early stopping: stop after this many epochs without improvement and keep the best weights",

@@ -14,6 +14,7 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 MONITORS = ("val_loss", "val_accuracy")
+TTA_MODES = ("none", "flip", "flip-shift")
 TRAIN_IMAGES = 60_000
 
 
@@ -32,7 +33,7 @@ class RunConfig:
     scheduler: str = "none"
     label_smoothing: float = 0.0
     bn_recalibration: int = 50       # batches to re-estimate batch-norm statistics before each evaluation
-    tta: bool = False                # test-time augmentation: average predictions with the mirrored image
+    tta: str = "none"                # test-time augmentation: none, flip, flip-shift (evaluation.py)
     augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
     patience: int = 0                # early stopping patience in epochs; 0 = train all epochs
     monitor: str = "val_loss"        # what early stopping watches
@@ -87,6 +88,9 @@ class RunConfig:
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("monitor", self.monitor, MONITORS)
+        if isinstance(self.tta, bool):  # configs written before TTA had modes said true/false
+            self.tta = "flip" if self.tta else "none"
+        _choice("tta", self.tta, TTA_MODES)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device '{self.device}' must be auto, cpu, cuda or cuda:N")
         _positive("lr", self.lr)

@@ -7,28 +7,52 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from .data import CLASSES, Split, iterate_batches
+from .data.augment import BACKGROUND
 from .training.precision import autocast, prepare_input
+
+
+SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shifted(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """`x` moved by (dx, dy) pixels, the uncovered border filled with the background (black) value."""
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=BACKGROUND)
+    h, w = x.shape[-2:]
+    return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+
+
+def tta_views(x: torch.Tensor, tta: str | bool) -> list[torch.Tensor]:
+    """The versions of a batch whose predictions are averaged.
+
+    `flip`: the image and its mirror (clothes are symmetric enough that flips are also the training
+    augmentation). `flip-shift`: those two, each also moved by one pixel in four directions (10 views),
+    the test-time counterpart of random-crop training (airbench's multi-crop TTA): about +0.25 points of
+    validation accuracy for the `fast` recipe, for five times the evaluation cost.
+    """
+    mode = {True: "flip", False: "none"}.get(tta, tta)  # old run configs say true/false
+    views = [x] if mode == "none" else [x, x.flip(3)]
+    if mode == "flip-shift":
+        views += [shifted(v, dx, dy) for v in views for dx, dy in SHIFTS]
+    return views
 
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, split: Split, batch_size: int = 1000, precision: str = "fp32",
-                  device: torch.device | None = None, tta: bool = False) -> np.ndarray:
+                  device: torch.device | None = None, tta: str | bool = "none") -> np.ndarray:
     """Class probabilities (N, 10) of a whole split, in eval mode; the model's mode is restored after.
 
-    With `tta`, each image's logits are averaged with those of its mirror image (clothes are symmetric
-    enough that flips are also the training augmentation).
+    With `tta` (see `tta_views`) the logits of several versions of each image are averaged.
     """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
     for x, _ in iterate_batches(split, batch_size):
-        x = prepare_input(x.to(device, non_blocking=True), model)
+        x = x.to(device, non_blocking=True)
         with autocast(device, precision):
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(x.flip(3)).float()) / 2
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
+            views = tta_views(x, tta)
+            logits = sum(model(prepare_input(v, model)).float() for v in views) / len(views)
+        out.append(torch.softmax(logits, dim=1).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 
@@ -52,7 +76,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
 
 
 def loss_and_accuracy(model: torch.nn.Module, split: Split, batch_size: int, precision: str,
-                      device: torch.device, tta: bool = False) -> tuple[float, float]:
+                      device: torch.device, tta: str | bool = "none") -> tuple[float, float]:
     """Mean cross-entropy and accuracy on a split (used for per-epoch validation)."""
     probs = torch.from_numpy(predict_proba(model, split, batch_size, precision, device, tta))
     labels = split.labels.cpu()

@@ -34,5 +34,5 @@ def evaluate_run(run_name, split: str = "test", root=None, data_dir=None, device
         raise RunError(f"run {run_name} trained without a validation split; evaluate it with --split test")
     dev = next(model.parameters()).device
     probs = predict_proba(model, data.to(dev), config["eval_batch_size"], record["precision"], dev,
-                          config.get("tta", False))
+                          config.get("tta", "none"))
     return classification_metrics(data.labels.numpy(), probs)

@@ -16,26 +16,28 @@ RECIPES: dict[str, dict] = {
     "fast": {
         "model": "fastnet_small", "epochs": 2, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
-        "label_smoothing": 0.2, "augment": FLIP_SHIFT, "tta": True, "val_size": 0,
+        "label_smoothing": 0.2, "augment": FLIP_SHIFT, "tta": "flip-shift", "val_size": 0,
     },
     # target: >= 94.0% in <= 90 s
     "standard": {
         "model": "fastnet_small", "epochs": 6, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
-        "label_smoothing": 0.2, "augment": FLIP_SHIFT, "tta": True, "val_size": 0,
+        "label_smoothing": 0.2, "augment": FLIP_SHIFT, "tta": "flip-shift", "val_size": 0,
     },
-    # target: >= 96.0% in <= 60 min
+    # target: >= 96.0% in <= 60 min. airbench94's widths, 45 epochs (~62 s each on the 2-core CPU: ~47 min);
+    # settings checked on validation at 4 epochs only (93.75%): a 60-minute run per variant did not fit
     "best": {
-        "model": "wrn16_4", "epochs": 30, "batch_size": 128, "optimizer": "sgd", "lr": 0.1,
+        "model": "fastnet_large", "epochs": 45, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
-        "label_smoothing": 0.1, "augment": {**FLIP_SHIFT, "erase": {"p": 0.5}}, "tta": True, "val_size": 0,
+        "label_smoothing": 0.1, "augment": {**FLIP_SHIFT, "erase": {"p": 0.5}}, "tta": "flip-shift",
+        "val_size": 0,
     },
     # target: >= 90.5% in <= 60 s, no convolutions
     "mlp": {
         "model": "mlp_wide", "epochs": 20, "batch_size": 256, "optimizer": "adamw", "lr": 2e-3,
         "weight_decay": 5e-2, "scheduler": "onecycle", "label_smoothing": 0.1,
         # shifts hurt an MLP here (validation 89.2% with crop:padding=2 + flip, 91.2% with flip alone)
-        "augment": {"flip": {}}, "tta": True, "val_size": 0,
+        "augment": {"flip": {}}, "tta": "flip", "val_size": 0,
     },
 }
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cnn import cnn
-from .fastnet import fastnet, fastnet_small, mlp_wide
+from .fastnet import fastnet, fastnet_large, fastnet_small, mlp_wide
 from .inception import googlenet
 from .mlp import ann, ann_batchnorm, ann_bn, ann_dropout
 from .resnet import resnet18, resnet20, wrn16_4
@@ -30,8 +30,9 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "vit": (vit, "Vision Transformer, 4x4 patches, dim 128, depth 6"),
     "vit_p7": (vit_p7, "Vision Transformer, 7x7 patches, dim 192, depth 6"),
     # speed-tuned for the recipes
-    "fastnet": (fastnet, "airbench-style conv net 24-64-128-128 (recipes fast/standard)"),
-    "fastnet_small": (fastnet_small, "airbench-style conv net 16-32-64-128"),
+    "fastnet": (fastnet, "airbench-style conv net 24-64-128-128"),
+    "fastnet_small": (fastnet_small, "airbench-style conv net 16-32-64-128 (recipes fast/standard)"),
+    "fastnet_large": (fastnet_large, "airbench-style conv net 32-64-256-256, airbench94's widths (recipe best)"),
     "mlp_wide": (mlp_wide, "MLP 784-1024-1024-10 with batch norm and dropout (recipe mlp)"),
 }
 

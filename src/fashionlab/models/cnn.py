@@ -2,14 +2,16 @@
 
 from torch import nn
 
+from .dropout import Dropout
+
 
 def _conv(n_in: int, n_out: int, dropout: float) -> list[nn.Module]:
     """Convolution 3x3 stride 1 (same padding) -> ReLU -> Batch Norm -> Dropout."""
-    return [nn.Conv2d(n_in, n_out, 3, stride=1, padding=1), nn.ReLU(), nn.BatchNorm2d(n_out), nn.Dropout(dropout)]
+    return [nn.Conv2d(n_in, n_out, 3, stride=1, padding=1), nn.ReLU(), nn.BatchNorm2d(n_out), Dropout(dropout)]
 
 
 def _dense(n_in: int, n_out: int, dropout: float) -> list[nn.Module]:
-    return [nn.Linear(n_in, n_out), nn.ReLU(), nn.BatchNorm1d(n_out), nn.Dropout(dropout)]
+    return [nn.Linear(n_in, n_out), nn.ReLU(), nn.BatchNorm1d(n_out), Dropout(dropout)]
 
 
 def cnn(dropout: float = 0.2) -> nn.Sequential:

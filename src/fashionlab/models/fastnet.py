@@ -8,6 +8,8 @@ Channel widths are the knob that trades accuracy for seconds; see docs/BENCHMARK
 
 from torch import nn
 
+from .dropout import Dropout
+
 
 class Mul(nn.Module):
     def __init__(self, scale: float):
@@ -44,10 +46,15 @@ def fastnet_small() -> nn.Sequential:
     return fastnet(stem=16, widths=(32, 64, 128))
 
 
+def fastnet_large() -> nn.Sequential:
+    """airbench94's channel widths (64-256-256) on a 32-channel stem: the `best` recipe's network."""
+    return fastnet(stem=32, widths=(64, 256, 256))
+
+
 def mlp_wide(hidden: int = 1024, dropout: float = 0.3) -> nn.Sequential:
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(784, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(784, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), Dropout(dropout),
         nn.Linear(hidden, 10),
     )
