@@ -10,7 +10,6 @@ from .data import CLASSES, Split, iterate_batches
 from .data.augment import BACKGROUND
 from .training.precision import autocast, prepare_input
 
-
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 
