@@ -91,6 +91,7 @@ def test_study_report_has_every_figure_and_table(killed_study):
     # beyond the seed: a Table-1-style table of the recipe and the Evaluation's architectures
     beyond = (out / "beyond_the_seed_table.md").read_text()
     assert all(f"| {label}" in beyond for label in ("recipe fast", "resnet20", "googlenet", "vit"))
+    assert "Seed: accuracy" not in beyond  # runs the seed never had get no empty seed columns
     assert "fashionlab train --name cnn-s0 --model cnn --epochs 1" in html
     assert "by: fashionlab study --preset test --out" in html
 

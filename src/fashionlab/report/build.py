@@ -39,12 +39,18 @@ def _unique(entries: list[Entry]) -> list[Entry]:
     return out
 
 
-def add_table1(section, entries: list[Entry], name: str = "table1") -> None:
+def add_table1(section, entries: list[Entry], name: str = "table1", seed_columns: bool = True) -> None:
+    """Table 1 of `entries`; `seed_columns=False` drops the seed report's columns (runs the seed never had)."""
     from ..study import TABLE1_HEADER, table1_rows
 
     rows = table1_rows([(e.label, e.metrics()) for e in entries])
-    section.table("Table 1: key metrics after training (test set); mean ± std over seeds where more than one; "
-                  "the seed report's own values in the last three columns", TABLE1_HEADER, rows, name=name)
+    caption = "Table 1: key metrics after training (test set); mean ± std over seeds where more than one"
+    if seed_columns:
+        section.table(caption + "; the seed report's own values in the last three columns", TABLE1_HEADER, rows,
+                      name=name)
+    else:
+        keep = TABLE1_HEADER.index("Seed: accuracy")
+        section.table(caption, TABLE1_HEADER[:keep], [row[:keep] for row in rows], name=name)
 
 
 def add_per_class(report: Report, entries: list[Entry]) -> None:
@@ -175,9 +181,11 @@ def add_runs_section(report: Report, title: str, entries: list[Entry], text: str
     if text:
         section.text(text)
     slug = section.id.replace("-", "_")
-    add_table1(section, entries, name=f"{slug}_table")
+    add_table1(section, entries, name=f"{slug}_table", seed_columns=False)
     add_time_to_accuracy(section, entries, f"{slug}_time_to_accuracy")
-    section.figure(f"{slug}_loss_curves", figures.fig2_loss_curves(entries), "Train vs validation loss per epoch.")
+    section.figure(f"{slug}_loss_curves",
+                   figures.fig2_loss_curves(entries, f"{title}: train vs validation loss per epoch"),
+                   "Train vs validation loss per epoch.")
 
 
 def build_runs_report(names: list[str], out: str | Path, root=None, command: str | None = None,

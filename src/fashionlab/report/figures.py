@@ -66,7 +66,7 @@ def fig1_architectures(models: list[tuple[str, torch.nn.Module]]):
     return fig
 
 
-def fig2_loss_curves(entries: list[Entry]):
+def fig2_loss_curves(entries: list[Entry], title: str = "Fig 2: loss history during training (train vs validation)"):
     """Fig 2: train vs validation loss per epoch, one panel per model: overfitting shows as a widening gap."""
     fig, axes = _grid(len(entries), 3)
     for ax, e in zip(axes, entries):
@@ -79,7 +79,7 @@ def fig2_loss_curves(entries: list[Entry]):
         ax.set(title=e.label, xlabel="epoch", ylabel="cross-entropy loss")
         _epochs_axis(ax)
         ax.legend()
-    fig.suptitle("Fig 2: loss history during training (train vs validation)", fontsize=11)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
