@@ -14,17 +14,18 @@ FLIP_SHIFT = {**FLIP, "crop": {"padding": 2}}
 
 RECIPES: dict[str, dict] = {
     # target: >= 92.4% test accuracy (the seed's best) in <= 30 s on a 2-core CPU. Flips only: at 2-6 epochs
-    # 2-pixel shifts cost 0.8 points of validation accuracy (92.20% -> 92.99% without, 3 seeds)
+    # 2-pixel shifts cost 0.8 points of validation accuracy (92.20% -> 92.99% without, 3 seeds); a net trained
+    # without shifts is then better judged on flips alone than with shifted views too (93.23% vs 93.08%)
     "fast": {
         "model": "fastnet_small", "epochs": 2, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
-        "label_smoothing": 0.1, "augment": FLIP, "tta": "flip-shift", "val_size": 0,
+        "label_smoothing": 0.1, "augment": FLIP, "tta": "flip", "val_size": 0,
     },
     # target: >= 94.0% in <= 90 s
     "standard": {
         "model": "fastnet_small", "epochs": 6, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
-        "label_smoothing": 0.1, "augment": FLIP, "tta": "flip-shift", "val_size": 0,
+        "label_smoothing": 0.1, "augment": FLIP, "tta": "flip", "val_size": 0,
     },
     # target: >= 96.0% in <= 60 min. airbench94's widths, 45 epochs (~62 s each on the 2-core CPU: ~47 min);
     # settings checked on validation at 4 epochs only (93.75%): a 60-minute run per variant did not fit
