@@ -73,6 +73,12 @@ class PerSample(torch.utils.data.Dataset):
         return (x - MEAN) / STD, int(self.labels[i])
 
 
+def training_images(data) -> tuple[np.ndarray, np.ndarray]:
+    """The 50,000 training images of the seed's split as the files hold them (uint8), with their labels."""
+    train_idx, _ = split_indices(len(data.train_labels), 10_000, 0)
+    return data.train_images[train_idx], data.train_labels[train_idx]
+
+
 def with_torch_dropout(model: nn.Module) -> nn.Module:
     """`model` with torch's own nn.Dropout in place of fashionlab's (models/dropout.py), as plain code has it."""
     for module in list(model.modules()):
@@ -100,7 +106,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_fashion_mnist()
     train = make_splits(data).train
-    train_idx, _ = split_indices(len(data.train_labels), 10_000, 0)  # the same 50,000 images, still uint8
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
           f"batch {BATCH}, {time.strftime('%Y-%m-%d %H:%M')}")
     print("| model | fp32 s/epoch | bf16 s/epoch | bf16 speed-up |")
@@ -118,7 +123,7 @@ def main() -> None:
     torch.manual_seed(0)
     ours = in_memory_epoch(create_model("ann"), train, "fp32")
     torch.manual_seed(0)
-    theirs = dataloader_epoch(create_model("ann"), data.train_images[train_idx], data.train_labels[train_idx], "fp32")
+    theirs = dataloader_epoch(create_model("ann"), *training_images(data), "fp32")
     print("\n| loader (ann, fp32, one epoch) | seconds |")
     print("|---|---:|")
     print(f"| per-sample Dataset + DataLoader | {theirs:.2f} |")

@@ -18,10 +18,10 @@ import tempfile
 import time
 
 import torch
-from epoch_speed import dataloader_epoch, in_memory_epoch, with_torch_dropout
+from epoch_speed import dataloader_epoch, in_memory_epoch, training_images, with_torch_dropout
 
 from fashionlab.config import RunConfig
-from fashionlab.data import load_fashion_mnist, make_splits, split_indices
+from fashionlab.data import load_fashion_mnist, make_splits
 from fashionlab.models import create_model, flops_per_image
 from fashionlab.recipes import TARGETS, recipe_settings
 from fashionlab.training.loop import train
@@ -83,11 +83,10 @@ def cnn_epoch_comparison(data, steps: int) -> None:
 
 def dataloader_epoch_scaled(model, data, steps: int) -> float:
     """The plain pipeline over `steps` batches, scaled to an epoch (a whole fp32 CNN epoch takes many minutes)."""
-    train_idx, _ = split_indices(len(data.train_labels), 10_000, 0)
-    images, labels = data.train_images[train_idx], data.train_labels[train_idx]
+    images, labels = training_images(data)
     dataloader_epoch(model, images[: 2 * 128], labels[: 2 * 128], "fp32")  # warm-up, as the in-memory timing has
     seconds = dataloader_epoch(model, images[: steps * 128], labels[: steps * 128], "fp32")
-    return seconds * len(train_idx) / (steps * 128)
+    return seconds * len(labels) / (steps * 128)
 
 
 def main() -> None:

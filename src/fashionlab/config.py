@@ -88,8 +88,7 @@ class RunConfig:
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("monitor", self.monitor, MONITORS)
-        if isinstance(self.tta, bool):  # configs written before TTA had modes said true/false
-            self.tta = "flip" if self.tta else "none"
+        self.tta = tta_mode(self.tta)
         _choice("tta", self.tta, TTA_MODES)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device '{self.device}' must be auto, cpu, cuda or cuda:N")
@@ -111,6 +110,13 @@ class RunConfig:
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"run name '{self.name}' must be a plain folder name (no '/', not starting with '.')")
         self.augment = parse_augment(self.augment)
+
+
+def tta_mode(value: str | bool) -> str:
+    """The TTA mode of a setting; configs written before TTA had modes said true/false."""
+    if isinstance(value, bool):
+        return "flip" if value else "none"
+    return value
 
 
 def _choice(name: str, value: str, choices: tuple) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from .config import tta_mode
 from .data import CLASSES, Split, iterate_batches
 from .data.augment import BACKGROUND
 from .training.precision import autocast, prepare_input
@@ -28,7 +29,7 @@ def tta_views(x: torch.Tensor, tta: str | bool) -> list[torch.Tensor]:
     the test-time counterpart of random-crop training (airbench's multi-crop TTA): about +0.25 points of
     validation accuracy for the `fast` recipe, for five times the evaluation cost.
     """
-    mode = {True: "flip", False: "none"}.get(tta, tta)  # old run configs say true/false
+    mode = tta_mode(tta)
     views = [x] if mode == "none" else [x, x.flip(3)]
     if mode == "flip-shift":
         views += [shifted(v, dx, dy) for v in views for dx, dy in SHIFTS]

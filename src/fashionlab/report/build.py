@@ -45,12 +45,10 @@ def add_table1(section, entries: list[Entry], name: str = "table1", seed_columns
 
     rows = table1_rows([(e.label, e.metrics()) for e in entries])
     caption = "Table 1: key metrics after training (test set); mean ± std over seeds where more than one"
+    keep = len(TABLE1_HEADER) if seed_columns else TABLE1_HEADER.index("Seed: accuracy")
     if seed_columns:
-        section.table(caption + "; the seed report's own values in the last three columns", TABLE1_HEADER, rows,
-                      name=name)
-    else:
-        keep = TABLE1_HEADER.index("Seed: accuracy")
-        section.table(caption, TABLE1_HEADER[:keep], [row[:keep] for row in rows], name=name)
+        caption += "; the seed report's own values in the last three columns"
+    section.table(caption, TABLE1_HEADER[:keep], [row[:keep] for row in rows], name=name)
 
 
 def add_per_class(report: Report, entries: list[Entry]) -> None:
