@@ -16,7 +16,7 @@ from fashionlab.runs import open_run
     (["--optimizer", "adamax"], "unknown optimizer 'adamax'; choose from adam, adamw, rmsprop, sgd, adagrad"),
     (["--lr", "0"], "lr must be greater than 0"),
     (["--lr=-1e-3"], "lr must be greater than 0"),
-    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--epochs", "0"], "epochs must be greater than 0"),
     (["--batch-size", "50001"], "batch_size 50001 is larger than the 50000 training images"),
     (["--train-limit", "100", "--batch-size", "200"], "larger than the 100 training images"),
     (["--augment", "blur"], "unknown augmentation 'blur'"),

@@ -47,10 +47,11 @@ def test_same_seed_same_numbers(tmp_path, fmnist, tiny_config):
     assert a.metrics()["accuracy"] == b.metrics()["accuracy"]
 
 
-@pytest.mark.parametrize("stop_epoch, stop_step", [(0, 7), (1, 0)])
-def test_resume_is_exact(tmp_path, fmnist, tiny_config, monkeypatch, stop_epoch, stop_step):
-    """A run interrupted by Ctrl-C (mid-epoch or at an epoch's start) and resumed ends with identical weights."""
-    settings = dict(epochs=3, model="ann_bn", augment="affine,erase", scheduler="onecycle", optimizer="adamw")
+@pytest.mark.parametrize("epochs, stop_epoch, stop_step", [(3, 0, 7), (3, 1, 0), (2.5, 2, 3)])
+def test_resume_is_exact(tmp_path, fmnist, tiny_config, monkeypatch, epochs, stop_epoch, stop_step):
+    """A run interrupted by Ctrl-C (mid-epoch, at an epoch's start, in a fractional last epoch) and resumed
+    ends with identical weights."""
+    settings = dict(epochs=epochs, model="ann_bn", augment="affine,erase", scheduler="onecycle", optimizer="adamw")
     straight = train(tiny_config(name="straight", **settings), root=tmp_path, data=fmnist, show_progress=False)
 
     real = loop.derive_seed
@@ -70,6 +71,23 @@ def test_resume_is_exact(tmp_path, fmnist, tiny_config, monkeypatch, stop_epoch,
     assert same_weights(weights(straight), weights(resumed))
     without_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert without_time(resumed.history()) == without_time(straight.history())
+
+
+def test_fractional_epochs_end_part_way_through_the_last_epoch(tmp_path, fmnist, tiny_config, monkeypatch):
+    """epochs=2.5 on 20 batches an epoch: 50 steps (2 whole epochs and the first 10 batches of a third), and the
+    one-cycle schedule spans exactly those 50 steps."""
+    steps = []
+    real = loop.derive_seed
+    monkeypatch.setattr(loop, "derive_seed", lambda seed, epoch, step: steps.append((epoch, step)) or
+                        real(seed, epoch, step))
+    run = train(tiny_config(epochs=2.5, scheduler="onecycle", optimizer="sgd", lr=0.1), root=tmp_path, data=fmnist,
+                show_progress=False)
+    assert len(steps) == 50 and steps[-1] == (2, 9)
+    assert [row["epoch"] for row in run.history()] == [1, 2, 3]
+    metrics = run.metrics()
+    assert metrics["epochs"] == 2.5 and not metrics["stopped_early"]
+    scheduler = load_checkpoint(run.last_checkpoint)["scheduler"]
+    assert scheduler["total_steps"] == 50 and scheduler["last_epoch"] == 50
 
 
 def test_early_stopping_counts_patience():

@@ -14,7 +14,7 @@ from .errors import ConfigError, FashionlabError
 TRAIN_HELP = {
     "name": "run directory name under the runs folder (default: MODEL-TIMESTAMP)",
     "model": "network name; 'fashionlab models' lists them",
-    "epochs": "number of epochs",
+    "epochs": "number of epochs; a fraction trains part of a last epoch (e.g. 2.5)",
     "batch_size": "training batch size",
     "optimizer": "adam, adamw, rmsprop, sgd or adagrad",
     "lr": "learning rate (peak rate for onecycle)",

@@ -23,7 +23,7 @@ class RunConfig:
     name: str | None = None          # run directory name; default "<model>-<timestamp>"
     recipe: str | None = None        # the named recipe these settings started from (recipes.py), if any
     model: str = "ann"
-    epochs: int = 10
+    epochs: float = 10               # a fraction trains part of a last epoch: 2.5 = 2 epochs + half of one
     batch_size: int = 128
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -93,7 +93,9 @@ class RunConfig:
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device '{self.device}' must be auto, cpu, cuda or cuda:N")
         _positive("lr", self.lr)
-        _at_least("epochs", self.epochs, 1)
+        _positive("epochs", self.epochs)
+        if float(self.epochs).is_integer():
+            self.epochs = int(self.epochs)  # 3, not 3.0, in configs and tables
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 1)
         for name in ("weight_decay", "patience", "bn_recalibration", "threads", "train_limit", "test_limit",

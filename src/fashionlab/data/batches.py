@@ -69,10 +69,11 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Te
 
 
 def iterate_batches(split: Split, batch_size: int, order: torch.Tensor | None = None, start: int = 0,
-                    drop_last: bool = False):
-    """Yield (images, labels) slices in `order`, beginning at batch number `start`."""
+                    drop_last: bool = False, stop: int | None = None):
+    """Yield (images, labels) slices in `order`, batch numbers `start` up to `stop` (default: all)."""
     n = len(split)
-    for b in range(start, num_batches(n, batch_size, drop_last)):
+    end = num_batches(n, batch_size, drop_last)
+    for b in range(start, end if stop is None else min(stop, end)):
         if order is None:
             sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
             yield split.images[sl], split.labels[sl]

@@ -44,7 +44,7 @@ from . import distributed
 from .batchnorm import recalibrate_batchnorm
 from .checkpoint import load_checkpoint, model_state, save_checkpoint
 from .early_stopping import EarlyStopping
-from .optim import create_optimizer, create_scheduler
+from .optim import create_optimizer, create_scheduler, total_steps
 from .precision import autocast, choose_precision, prepare_input, prepare_model, resolve_device
 
 
@@ -122,13 +122,15 @@ def _load_into(model: nn.Module, weights: dict, source) -> None:
 
 
 def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config: RunConfig, progress: Progress,
-                    precision: str, device: torch.device, stop: _StopFlag, bar: tqdm | None) -> None:
-    """Train from `progress.step` to the end of the epoch, or until Ctrl-C; updates `progress` per step."""
+                    precision: str, device: torch.device, stop: _StopFlag, bar: tqdm | None,
+                    steps: int | None = None) -> None:
+    """Train from `progress.step` to batch `steps` (default: the epoch's end), or until Ctrl-C; updates
+    `progress` per step."""
     model.train()
     epoch = progress.epoch
     order = epoch_order(len(train), config.seed, epoch)
     for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
-                                               drop_last=True), start=progress.step):
+                                               drop_last=True, stop=steps), start=progress.step):
         # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
         # issue 7 (DDP): each rank draws its own random numbers (seed + rank) and takes its shard of the batch
         step_seed = (derive_seed(config.seed, epoch, b) + distributed.rank()) % 2**63
@@ -220,6 +222,8 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
         _load_into(model, load_weights(config.init_from), config.init_from)
     model = prepare_model(model, device)
     steps_per_epoch = num_batches(len(train_split), config.batch_size, drop_last=True)
+    steps = total_steps(config, steps_per_epoch)
+    n_epochs = math.ceil(steps / steps_per_epoch)  # the last one partial when `epochs` has a fraction
     optimizer = create_optimizer(model.parameters(), config)
     scheduler = create_scheduler(optimizer, config, steps_per_epoch)
     stopper = EarlyStopping(config.patience, "min" if config.monitor == "val_loss" else "max", config.min_delta)
@@ -250,13 +254,14 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
 
     show = (sys.stderr.isatty() if show_progress is None else show_progress) and distributed.is_main()
     with _StopFlag() as stop:
-        while progress.epoch < config.epochs and not stopper.should_stop:
-            bar = tqdm(total=steps_per_epoch, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}/"
-                       f"{config.epochs}", leave=False, disable=not show, file=sys.stderr)
+        while progress.epoch < n_epochs and not stopper.should_stop:
+            epoch_steps = min(steps_per_epoch, steps - progress.epoch * steps_per_epoch)
+            bar = tqdm(total=epoch_steps, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}/"
+                       f"{n_epochs}", leave=False, disable=not show, file=sys.stderr)
             start = time.perf_counter()
             try:
                 train_one_epoch(train_model, optimizer, scheduler, criterion, train_split, config, progress, precision,
-                                device, stop, bar)
+                                device, stop, bar, epoch_steps)
             finally:
                 bar.close()
                 progress.train_seconds += time.perf_counter() - start
@@ -282,7 +287,9 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     if not distributed.is_main():
         return run
     test_split = splits.test.to(device)
-    _finish(model, config, precision, progress, stopper, run, test_split, device)
+    epochs_run = min(progress.epoch * steps_per_epoch, steps) / steps_per_epoch  # 2.5 for a half last epoch
+    _finish(model, config, precision, progress, stopper, run, test_split, device, epochs_run,
+            stopped_early=progress.epoch < n_epochs)
     if tensorboard is not None:
         tensorboard.log_result(run, test_split)
     return run
@@ -311,7 +318,8 @@ def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision
     _log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
 
-def _finish(model, config, precision, progress, stopper, run, test: Split, device) -> Run:
+def _finish(model, config, precision, progress, stopper, run, test: Split, device, epochs_run: float,
+            stopped_early: bool) -> Run:
     best_epoch = stopper.best_epoch or progress.epoch
     if config.patience and run.best_checkpoint.is_file():
         model.load_state_dict(load_checkpoint(run.best_checkpoint, map_location=device)["model"])
@@ -323,8 +331,9 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
     labels = test.labels.cpu().numpy()
     metrics = classification_metrics(labels, probs)
     metrics.update(
-        model=config.model, epochs=progress.epoch, best_epoch=best_epoch,
-        stopped_early=progress.epoch < config.epochs, train_seconds=round(progress.train_seconds, 3),
+        model=config.model, epochs=int(epochs_run) if epochs_run.is_integer() else round(epochs_run, 3),
+        best_epoch=best_epoch,
+        stopped_early=stopped_early, train_seconds=round(progress.train_seconds, 3),
         eval_seconds=round(time.perf_counter() - start, 3), precision=precision, device=str(device),
         threads=torch.get_num_threads(), parameters=count_parameters(model), torch=torch.__version__,
         processes=distributed.world_size(),  # issue 7: DDP

@@ -23,9 +23,14 @@ def create_optimizer(params, config: RunConfig) -> torch.optim.Optimizer:
     raise AssertionError(config.optimizer)  # RunConfig.validate has rejected anything else
 
 
+def total_steps(config: RunConfig, steps_per_epoch: int) -> int:
+    """Training steps of the whole run; a fractional `epochs` ends part-way through the last epoch."""
+    return max(1, round(config.epochs * steps_per_epoch))
+
+
 def create_scheduler(optimizer, config: RunConfig, steps_per_epoch: int):
     """A per-step schedule (stepped after every batch), or None for a constant learning rate."""
-    total = config.epochs * steps_per_epoch
+    total = total_steps(config, steps_per_epoch)
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if config.scheduler == "onecycle":

@@ -8,6 +8,7 @@ TensorBoard stores as images.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class TensorBoardLog:
 
     def _log_result(self, run, test: Split) -> None:
         metrics = run.metrics()
-        step = metrics["epochs"]
+        step = math.ceil(metrics["epochs"])  # a fractional last epoch is logged as a whole one
         for name in ("accuracy", "f1_mean"):
             self.writer.add_scalar(f"test/{name}", metrics[name], step)
         probs = np.load(run.predictions_path)["probs"].astype(np.float32)
