@@ -33,12 +33,14 @@ SEEDS = {"fast": 5, "mlp": 5, "standard": 3, "best": 1}
 ABLATION = [
     ("fast recipe", {}),
     ("fp32 instead of bf16", {"precision": "fp32"}),
-    ("flip-only test-time augmentation", {"tta": "flip"}),
     ("no test-time augmentation", {"tta": "none"}),
+    ("flip-and-shift test-time augmentation instead of flips", {"tta": "flip-shift"}),
     ("no label smoothing", {"label_smoothing": 0.0}),
     ("no flip augmentation", {"augment": {}}),
     ("with 2-pixel shifts (crop:padding=2) as well", {"augment": {"flip": {}, "crop": {"padding": 2}}}),
     ("constant lr instead of one-cycle", {"scheduler": "none", "lr": 0.02}),
+    ("batch 256 at lr 0.2 instead of 128 at 0.14", {"batch_size": 256, "lr": 0.2}),
+    ("2 whole epochs instead of 2.1", {"epochs": 2}),
 ]
 
 

@@ -15,15 +15,17 @@ FLIP_SHIFT = {**FLIP, "crop": {"padding": 2}}
 RECIPES: dict[str, dict] = {
     # target: >= 92.4% test accuracy (the seed's best) in <= 30 s on a 2-core CPU. Flips only: at 2-6 epochs
     # 2-pixel shifts cost 0.8 points of validation accuracy (92.20% -> 92.99% without, 3 seeds); a net trained
-    # without shifts is then better judged on flips alone than with shifted views too (93.23% vs 93.08%)
+    # without shifts is then better judged on flips alone than with shifted views too (93.23% vs 93.08%).
+    # Batch 128 at lr 0.14 for 2.1 epochs (validation 93.46%) beat batch 256 at lr 0.2 for 2 (93.18%) in the
+    # same seconds: more, smaller steps, and the ~10% of the time budget that whole epochs left unused
     "fast": {
-        "model": "fastnet_small", "epochs": 2, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
+        "model": "fastnet_small", "epochs": 2.1, "batch_size": 128, "optimizer": "sgd", "lr": 0.14,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
         "label_smoothing": 0.1, "augment": FLIP, "tta": "flip", "val_size": 0,
     },
-    # target: >= 94.0% in <= 90 s
+    # target: >= 94.0% in <= 90 s. Validation 94.41% (6 epochs, batch 256, lr 0.2) -> 94.56% (6.2, 128, 0.14)
     "standard": {
-        "model": "fastnet_small", "epochs": 6, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
+        "model": "fastnet_small", "epochs": 6.2, "batch_size": 128, "optimizer": "sgd", "lr": 0.14,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
         "label_smoothing": 0.1, "augment": FLIP, "tta": "flip", "val_size": 0,
     },
