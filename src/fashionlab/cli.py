@@ -17,11 +17,12 @@ TRAIN_HELP = {
     "epochs": "number of epochs; a fraction trains part of a last epoch (e.g. 2.5)",
     "batch_size": "training batch size",
     "optimizer": "adam, adamw, rmsprop, sgd or adagrad",
-    "lr": "learning rate (peak rate for onecycle)",
+    "lr": "learning rate (peak rate for onecycle schedules)",
     "weight_decay": "L2 penalty / decoupled weight decay for adamw",
     "momentum": "momentum for sgd and rmsprop",
     "nesterov": "Nesterov momentum for sgd",
-    "scheduler": "none, cosine or onecycle (stepped per batch)",
+    "scheduler": "none, cosine, onecycle (cosine warm-up and decay) or onecycle-linear (linear warm-up and decay, "
+                 "like airbench's triangular schedule); stepped per batch",
     "label_smoothing": "label smoothing of the cross-entropy loss",
     "bn_recalibration": "training batches used to re-estimate batch-norm statistics before each evaluation "
                         "(0 = keep the running averages)",

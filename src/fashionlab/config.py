@@ -11,7 +11,7 @@ import tomllib
 from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
-SCHEDULERS = ("none", "cosine", "onecycle")
+SCHEDULERS = ("none", "cosine", "onecycle", "onecycle-linear")
 PRECISIONS = ("auto", "fp32", "bf16")
 MONITORS = ("val_loss", "val_accuracy")
 TTA_MODES = ("none", "flip", "flip-shift")

@@ -33,6 +33,8 @@ def create_scheduler(optimizer, config: RunConfig, steps_per_epoch: int):
     total = total_steps(config, steps_per_epoch)
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    if config.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.scheduler in ("onecycle", "onecycle-linear"):
+        strategy = "linear" if config.scheduler == "onecycle-linear" else "cos"
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+                                                   anneal_strategy=strategy)
     return None
