@@ -5,19 +5,23 @@
 
 Times the recipes' training step (bf16 autocast, channels_last, SGD-Nesterov, label smoothing) of each
 model eager, and of the --compile models also under torch.compile (inductor): the first two steps
-(compilation happens there), the fastest and the median step after them, and what a 60,000-image epoch
-costs at the fastest step. Everything runs in this one process; the fastest step is the figure to compare
-(other jobs on the machine only ever add time).
+(compilation happens there, with inductor's caches off), the fastest and the median step after them, and
+what a 60,000-image epoch costs at the fastest step. Everything runs in this one process; the fastest step
+is the figure to compare (other jobs on the machine only ever add time).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
 
-import torch
+# time a cold compile, as a user's first run pays it, not one served from inductor's on-disk cache
+os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
+
+import torch  # noqa: E402
 from torch import nn
 
 from fashionlab.models import create_model

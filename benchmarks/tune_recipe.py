@@ -75,8 +75,8 @@ def main() -> None:
                         "name": f"s{seed}", "test_limit": 1}
             run = train(RunConfig.from_dict(settings), root=root, data=data, show_progress=False)
             last = open_run(run.path).history()[-1]
-            print(f"{args.recipe} {args.overrides} seed {seed}: val_accuracy {last['val_accuracy']:.4f} "
-                  f"train_seconds {last['seconds']:.1f}", flush=True)
+            print(f"{args.recipe} {args.overrides} {args.variant or ''} seed {seed}: "
+                  f"val_accuracy {last['val_accuracy']:.4f} train_seconds {last['seconds']:.1f}", flush=True)
 
 
 if __name__ == "__main__":
