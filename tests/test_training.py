@@ -88,6 +88,10 @@ def test_fractional_epochs_end_part_way_through_the_last_epoch(tmp_path, fmnist,
     assert metrics["epochs"] == 2.5 and not metrics["stopped_early"]
     scheduler = load_checkpoint(run.last_checkpoint)["scheduler"]
     assert scheduler["total_steps"] == 50 and scheduler["last_epoch"] == 50
+    # the report's per-epoch figures draw the last, partial epoch where it ended
+    from fashionlab.report.figures import _series
+    from fashionlab.report.style import Entry
+    assert _series(Entry("tiny", [run]), "val_loss")[0] == [1, 2, 2.5]
 
 
 def test_early_stopping_counts_patience():

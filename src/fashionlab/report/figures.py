@@ -6,6 +6,8 @@ saves it as PNG and embeds it. Colours come from each Entry, so a model has one 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from matplotlib.patches import FancyBboxPatch
@@ -35,7 +37,12 @@ def _epochs_axis(*axes) -> None:
 
 def _series(entry: Entry, key: str) -> tuple[list, list]:
     rows = [r for r in entry.run.history() if r.get(key, "") != ""]
-    return [r["epoch"] for r in rows], [r[key] for r in rows]
+    epochs = [r["epoch"] for r in rows]
+    # a fractional last epoch (epochs = 2.1) is drawn where it ended, not at a whole 3
+    trained = entry.run.metrics().get("epochs")
+    if rows and isinstance(trained, float) and epochs[-1] == math.ceil(trained):
+        epochs[-1] = trained
+    return epochs, [r[key] for r in rows]
 
 
 def fig1_architectures(models: list[tuple[str, torch.nn.Module]]):
