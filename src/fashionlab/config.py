@@ -94,8 +94,7 @@ class RunConfig:
             raise ConfigError(f"device '{self.device}' must be auto, cpu, cuda or cuda:N")
         _positive("lr", self.lr)
         _positive("epochs", self.epochs)
-        if float(self.epochs).is_integer():
-            self.epochs = int(self.epochs)  # 3, not 3.0, in configs and tables
+        self.epochs = whole_if_integral(self.epochs)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 1)
         for name in ("weight_decay", "patience", "bn_recalibration", "threads", "train_limit", "test_limit",
@@ -112,6 +111,11 @@ class RunConfig:
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"run name '{self.name}' must be a plain folder name (no '/', not starting with '.')")
         self.augment = parse_augment(self.augment)
+
+
+def whole_if_integral(epochs: float) -> int | float:
+    """3, not 3.0, in configs, metrics and tables."""
+    return int(epochs) if float(epochs).is_integer() else epochs
 
 
 def tta_mode(value: str | bool) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import __version__
-from ..config import RunConfig
+from ..config import RunConfig, whole_if_integral
 from ..data import (
     CLASSES,
     MEAN,
@@ -331,7 +331,7 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
     labels = test.labels.cpu().numpy()
     metrics = classification_metrics(labels, probs)
     metrics.update(
-        model=config.model, epochs=int(epochs_run) if epochs_run.is_integer() else round(epochs_run, 3),
+        model=config.model, epochs=round(whole_if_integral(epochs_run), 3),
         best_epoch=best_epoch,
         stopped_early=stopped_early, train_seconds=round(progress.train_seconds, 3),
         eval_seconds=round(time.perf_counter() - start, 3), precision=precision, device=str(device),
