@@ -11,11 +11,11 @@ batches and (b) a per-sample torch Dataset + DataLoader, the usual tutorial pipe
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
+from machine import describe
 from PIL import Image
 from torch import nn
 
@@ -106,8 +106,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_fashion_mnist()
     train = make_splits(data).train
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
-          f"batch {BATCH}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"# {describe()}; batch {BATCH}")
     print("| model | fp32 s/epoch | bf16 s/epoch | bf16 speed-up |")
     print("|---|---:|---:|---:|")
     for name in ("ann", "ann_bn", "cnn"):

@@ -28,6 +28,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from machine import cpu_name
 from PIL import Image
 
 from fashionlab.data import CLASSES, load_fashion_mnist
@@ -141,7 +142,7 @@ def main() -> int:
 
     print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{_cpu_name()}, Python {platform.python_version()}, load average {load_before:.1f} before the run")
+          f"{cpu_name()}, Python {platform.python_version()}, load average {load_before:.1f} before the run")
     print(f"command: python benchmarks/serve_load.py {' '.join(sys.argv[1:])}")
     print(f"model: {model['model']} (run {model['run']}, {model['backend']}), "
           f"test accuracy {model['test_accuracy']:.4f}")
@@ -153,16 +154,6 @@ def main() -> int:
               f"p99 {np.percentile(latency, 99):.1f} ms, max {latency.max():.1f} ms")
     print(f"malformed uploads: {len(malformed)}, refused with 4xx: {len(bad_ok)} (status codes {codes})")
     return 0 if not failed and len(bad_ok) == len(malformed) else 1
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -22,6 +21,7 @@ import time
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
 import torch  # noqa: E402
+from machine import describe  # noqa: E402
 from torch import nn
 
 from fashionlab.models import create_model
@@ -67,8 +67,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-          f"threads, batch {args.batch_size}, bf16 autocast, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"# {describe()}; batch {args.batch_size}, bf16 autocast")
     print("| model | mode | first 2 steps s | fastest step ms | median step ms | s per 60,000-image epoch |")
     print("|---|---|---:|---:|---:|---:|")
     compiled = [m for m in args.compile.split(",") if m]

@@ -6,19 +6,20 @@
 
 Training seconds run from the first step to the last (augmentation included); data loading and the final
 test evaluation are reported apart. Recipes train on all 60,000 training images and are scored once on
-the 10,000 test images. GFLOP/s counts 3x the forward FLOPs (forward + backward) per training image.
+the 10,000 test images. GFLOP/s counts 3x the forward FLOPs (forward + backward) per training image, at
+the size it was trained at (progressive resizing trains the first epochs on smaller images).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
 
 import torch
 from epoch_speed import dataloader_epoch, in_memory_epoch, training_images, with_torch_dropout
+from machine import describe
 
 from fashionlab.config import RunConfig
 from fashionlab.data import load_fashion_mnist, make_splits
@@ -50,7 +51,18 @@ def run_recipe(name: str, seed: int, root: str, data, overrides: dict | None = N
     return run.metrics()
 
 
-def summarise(label: str, results: list[dict], flops: int) -> str:
+def training_flops_per_image(settings: dict) -> float:
+    """Forward FLOPs per training image, averaged over the run's full-size and low-resolution epochs."""
+    model = create_model(settings["model"])
+    full = flops_per_image(model)
+    low_epochs = settings.get("low_res_epochs", 0) if settings.get("low_res_size") else 0
+    if not low_epochs:
+        return full
+    low = flops_per_image(model, settings["low_res_size"])
+    return (low * low_epochs + full * (settings["epochs"] - low_epochs)) / settings["epochs"]
+
+
+def summarise(label: str, results: list[dict], flops: float) -> str:
     acc = [r["accuracy"] for r in results]
     secs = [r["train_seconds"] for r in results]
     epochs = results[0]["epochs"]
@@ -107,8 +119,7 @@ def main() -> None:
     start = time.perf_counter()
     data = load_fashion_mnist()
     load_seconds = time.perf_counter() - start
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}; data loading {load_seconds:.1f} s")
+    print(f"# {describe()}; data loading {load_seconds:.1f} s")
     print("| recipe | seeds | test accuracy (mean ± std) | min | median training s | images/s | GFLOP/s "
           "| test eval s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -117,16 +128,16 @@ def main() -> None:
         for name in recipes:
             seeds = args.best_seeds if name == "best" else (args.seeds or SEEDS[name])
             results = [run_recipe(name, seed, root, data) for seed in range(seeds)]
-            flops = flops_per_image(create_model(recipe_settings(name)["model"]))
+            flops = training_flops_per_image(recipe_settings(name))
             target_acc, target_s = TARGETS[name]
             print(summarise(f"{name} (target ≥ {target_acc:.1%} in ≤ {target_s} s)", results, flops), flush=True)
         if args.ablation:
             print("\n| ablation of `fast` | seeds | test accuracy (mean ± std) | min | median training s | images/s "
                   "| GFLOP/s | test eval s |")
             print("|---|---:|---:|---:|---:|---:|---:|---:|")
-            flops = flops_per_image(create_model(recipe_settings("fast")["model"]))
             for label, overrides in ABLATION:
                 results = [run_recipe("fast", seed, root, data, overrides) for seed in range(args.ablation_seeds)]
+                flops = training_flops_per_image({**recipe_settings("fast"), **overrides})
                 print(summarise(label, results, flops), flush=True)
     if args.cnn_steps:
         cnn_epoch_comparison(data, args.cnn_steps)

@@ -30,6 +30,9 @@ TRAIN_HELP = {
            "shifts: 10 views)",
     "recipe": "start from a named recipe (fast, standard, best, mlp); other flags override it",
     "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
+    "low_res_size": "progressive resizing: train the first --low-res-epochs at this image size in pixels "
+                    "(e.g. 20), the rest at 28",
+    "low_res_epochs": "epochs (a fraction allowed) trained at --low-res-size before switching to 28x28",
     "patience": "early stopping: stop after this many epochs without improvement and keep the best weights",
     "monitor": "what early stopping watches: val_loss or val_accuracy",
     "min_delta": "smallest change that counts as an improvement",

@@ -35,6 +35,8 @@ class RunConfig:
     bn_recalibration: int = 50       # batches to re-estimate batch-norm statistics before each evaluation
     tta: str = "none"                # test-time augmentation: none, flip, flip-shift (evaluation.py)
     augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
+    low_res_size: int = 0            # progressive resizing: train the first low_res_epochs at this size (px)
+    low_res_epochs: float = 0        # ... then at 28x28 (data/resize.py); 0 = always 28x28
     patience: int = 0                # early stopping patience in epochs; 0 = train all epochs
     monitor: str = "val_loss"        # what early stopping watches
     min_delta: float = 0.0
@@ -97,6 +99,7 @@ class RunConfig:
         self.epochs = whole_if_integral(self.epochs)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 1)
+        _check_low_res(self)
         for name in ("weight_decay", "patience", "bn_recalibration", "threads", "train_limit", "test_limit",
                      "min_delta"):
             _at_least(name, getattr(self, name), 0)
@@ -111,6 +114,32 @@ class RunConfig:
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"run name '{self.name}' must be a plain folder name (no '/', not starting with '.')")
         self.augment = parse_augment(self.augment)
+
+
+def _check_low_res(config: RunConfig) -> None:
+    if not config.low_res_size and not config.low_res_epochs:
+        return
+    if not 8 <= config.low_res_size < 28:
+        raise ConfigError(f"low_res_size must be between 8 and 27 pixels, got {config.low_res_size}")
+    if not 0 < config.low_res_epochs < config.epochs:
+        raise ConfigError(f"low_res_epochs must be more than 0 and fewer than epochs ({config.epochs}), "
+                          f"got {config.low_res_epochs}; the last epochs train at 28x28")
+    if not _takes_any_size(config.model, config.low_res_size):
+        raise ConfigError(f"model '{config.model}' only takes 28x28 images, so it cannot train at "
+                          f"low_res_size {config.low_res_size}; use a convolutional net with global pooling")
+
+
+def _takes_any_size(model_name: str, size: int) -> bool:
+    import torch
+
+    from .models import create_model
+
+    try:
+        with torch.no_grad():
+            create_model(model_name).eval()(torch.zeros(1, 1, size, size))
+    except RuntimeError:
+        return False
+    return True
 
 
 def whole_if_integral(epochs: float) -> int | float:

@@ -55,15 +55,15 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def flops_per_image(model: nn.Module) -> int:
-    """Forward FLOPs (2 x multiply-adds) of one 28x28 image, counted by torch's FLOP counter."""
+def flops_per_image(model: nn.Module, size: int = 28) -> int:
+    """Forward FLOPs (2 x multiply-adds) of one size x size image (28: Fashion-MNIST's), by torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
     # grad stays enabled: under no_grad, nn.TransformerEncoderLayer takes a fused path the counter cannot see
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 1, 28, 28))
+        model(torch.zeros(1, 1, size, size))
     model.train(was_training)
     return int(counter.get_total_flops())
 

@@ -30,9 +30,11 @@ from ..data import (
     FashionMNIST,
     Split,
     apply_augment,
+    downscale,
     epoch_order,
     iterate_batches,
     load_fashion_mnist,
+    low_res_steps,
     make_splits,
     num_batches,
 )
@@ -129,6 +131,8 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     model.train()
     epoch = progress.epoch
     order = epoch_order(len(train), config.seed, epoch)
+    steps_per_epoch = num_batches(len(train), config.batch_size, drop_last=True)
+    low_res_until = low_res_steps(config.low_res_epochs, steps_per_epoch) if config.low_res_size else 0
     for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
                                                drop_last=True, stop=steps), start=progress.step):
         # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
@@ -140,6 +144,8 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
         x, y = distributed.shard(x, y)
         if config.augment:
             x = apply_augment(x, config.augment, None)
+        if epoch * steps_per_epoch + b < low_res_until:  # progressive resizing (data/resize.py)
+            x = downscale(x, config.low_res_size)
         with autocast(device, precision):
             logits = model(prepare_input(x, model))
         loss = criterion(logits.float(), y)

@@ -1,0 +1,49 @@
+"""One line that says which machine a benchmark ran on, so figures from different machines can be told apart.
+
+The same 2-core VM type has come with different CPUs (sessions measured fastnet_small's training step at
+~24 ms and ~46 ms per 128 images): the CPU's family/model/clock and a reference matmul speed, printed with
+every benchmark, make the machines comparable.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import torch
+
+
+def cpu_name() -> str:
+    """'AMD EPYC (family 25, model 17, 2596 MHz)' from /proc/cpuinfo, or the platform's word for it."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    mhz = fields.get("cpu MHz", "?").split(".")[0]
+    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}, {mhz} MHz)")
+
+
+def matmul_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: int = 20) -> float:
+    """Best-of-3 speed of an n x n matrix product on torch's current threads: the machine's yardstick."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 * repeats / best / 1e9
+
+
+def describe() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"bf16 matmul {matmul_gflops():.0f} GFLOP/s, fp32 {matmul_gflops(torch.float32):.0f}; "
+            f"load average {load:.1f}; {time.strftime('%Y-%m-%d %H:%M')}")
