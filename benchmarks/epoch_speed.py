@@ -19,15 +19,21 @@ from machine import describe
 from PIL import Image
 from torch import nn
 
+from fashionlab.config import RunConfig
 from fashionlab.data import MEAN, STD, epoch_order, iterate_batches, load_fashion_mnist, make_splits, split_indices
 from fashionlab.models import create_model
+from fashionlab.training.optim import create_optimizer
 from fashionlab.training.precision import autocast, prepare_input, prepare_model
 
 BATCH = 128
 
 
-def step_fn(model, precision):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def step_fn(model, precision, package_optimizer: bool):
+    """A training step with the seed's Adam: fashionlab's (fused, training/optim.py) or torch's default."""
+    if package_optimizer:
+        opt = create_optimizer(model.parameters(), RunConfig(optimizer="adam", lr=1e-3))
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     device = torch.device("cpu")
 
     def step(x, y):
@@ -40,9 +46,9 @@ def step_fn(model, precision):
     return step
 
 
-def in_memory_epoch(model, train, precision, max_steps=None) -> float:
+def in_memory_epoch(model, train, precision, max_steps=None, package_optimizer=True) -> float:
     """Seconds for one epoch (or max_steps batches scaled to one epoch) with fashionlab's loader."""
-    step = step_fn(model, precision)
+    step = step_fn(model, precision, package_optimizer)
     batches = iterate_batches(train, BATCH, epoch_order(len(train), 0, 0), drop_last=True)
     warm = [next(batches) for _ in range(2)]
     for x, y in warm:
@@ -89,8 +95,8 @@ def with_torch_dropout(model: nn.Module) -> nn.Module:
 
 
 def dataloader_epoch(model, images: np.ndarray, labels: np.ndarray, precision) -> float:
-    """Seconds for one epoch over uint8 `images` fed through PerSample + DataLoader."""
-    step = step_fn(model, precision)
+    """Seconds for one epoch over uint8 `images` fed through PerSample + DataLoader, torch's default Adam."""
+    step = step_fn(model, precision, package_optimizer=False)
     loader = torch.utils.data.DataLoader(PerSample(images, labels), batch_size=BATCH, shuffle=True, drop_last=True)
     start = time.perf_counter()
     for x, y in loader:
@@ -120,7 +126,7 @@ def main() -> None:
               f"{times['bf16']:.1f} | {times['fp32'] / times['bf16']:.2f}x |", flush=True)
 
     torch.manual_seed(0)
-    ours = in_memory_epoch(create_model("ann"), train, "fp32")
+    ours = in_memory_epoch(create_model("ann"), train, "fp32", package_optimizer=False)  # loaders alone differ
     torch.manual_seed(0)
     theirs = dataloader_epoch(create_model("ann"), *training_images(data), "fp32")
     print("\n| loader (ann, fp32, one epoch) | seconds |")
