@@ -29,7 +29,8 @@ RECIPES: dict[str, dict] = {
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
         "label_smoothing": 0.1, "augment": FLIP, "tta": "flip", "val_size": 0,
     },
-    # target: >= 96.0% in <= 60 min. airbench94's widths, 45 epochs (~62 s each on the 2-core CPU: ~47 min);
+    # target: >= 96.0% in <= 60 min. airbench94's widths, 45 epochs (~62 s each on BENCHMARKS' machine A: ~47 min;
+    # ~104 s each on machine B, whose 2 cores are half as fast: ~78 min);
     # settings checked on validation at 4 epochs only (93.75%): a 60-minute run per variant did not fit
     "best": {
         "model": "fastnet_large", "epochs": 45, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
