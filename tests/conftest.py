@@ -1,3 +1,5 @@
+import signal
+
 import pytest
 
 from fashionlab.config import RunConfig
@@ -18,6 +20,25 @@ def tiny_config():
                     precision="fp32", name="tiny")
         return RunConfig.from_dict({**base, **changes})
     return make
+
+
+@pytest.fixture
+def ctrl_c_at(monkeypatch):
+    """`ctrl_c_at(epoch, step)`: the next training run gets one Ctrl-C (SIGINT) as that step begins, so it stops
+    after that step, as a user's Ctrl-C would stop it."""
+    from fashionlab.training import loop
+
+    def arm(epoch: int, step: int) -> None:
+        real = loop.derive_seed
+
+        def once(seed, e, s):
+            if (e, s) == (epoch, step):
+                monkeypatch.setattr(loop, "derive_seed", real)
+                signal.raise_signal(signal.SIGINT)
+            return real(seed, e, s)
+
+        monkeypatch.setattr(loop, "derive_seed", once)
+    return arm
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,6 +1,5 @@
 """Progressive resizing (data/resize.py): the first low_res_epochs train on downscaled batches."""
 
-import signal
 
 import pytest
 import torch
@@ -46,18 +45,10 @@ def test_first_low_res_epochs_train_small_then_full_size(tmp_path, fmnist, tiny_
     assert run.metrics()["accuracy"] > 0.5
 
 
-def test_resume_inside_the_low_res_phase_continues_it(tmp_path, fmnist, tiny_config, monkeypatch):
+def test_resume_inside_the_low_res_phase_continues_it(tmp_path, fmnist, tiny_config, monkeypatch, ctrl_c_at):
     sizes = _record_training_sizes(monkeypatch)
     settings = dict(model="fastnet_small", low_res_size=14, low_res_epochs=1.5, bn_recalibration=0)
-    real = loop.derive_seed
-
-    def ctrl_c_at_epoch_0_step_4(seed, epoch, step):
-        if (epoch, step) == (0, 4):
-            monkeypatch.setattr(loop, "derive_seed", real)
-            signal.raise_signal(signal.SIGINT)
-        return real(seed, epoch, step)
-
-    monkeypatch.setattr(loop, "derive_seed", ctrl_c_at_epoch_0_step_4)
+    ctrl_c_at(0, 4)
     with pytest.raises(Interrupted):
         train(tiny_config(**settings), root=tmp_path, data=fmnist, show_progress=False)
     assert sizes == [14] * 5

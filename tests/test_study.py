@@ -1,13 +1,11 @@
 """The study: its plan, presets, the exact train command of each run, and resume of a killed study."""
 
 import shlex
-import signal
 
 import pytest
 
 from fashionlab.cli import build_parser, config_from_args, main
 from fashionlab.study import Experiment, experiment_config, experiments, preset_differences, run_experiment
-from fashionlab.training import loop
 from fashionlab.training.loop import Interrupted
 
 
@@ -57,18 +55,10 @@ def test_unknown_preset_and_bad_seeds_are_one_line(tmp_path, capsys):
     assert "--seeds must be at least 1" in capsys.readouterr().err
 
 
-def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, fmnist, monkeypatch, capsys):
+def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, fmnist, ctrl_c_at, capsys):
     exp = Experiment("tiny", "tiny", "table1", {"model": "ann", "epochs": 2, "train_limit": 400, "batch_size": 50,
                                                 "test_limit": 200, "precision": "fp32"})
-    real = loop.derive_seed
-
-    def ctrl_c_at_second_epoch(seed, epoch, step):
-        if (epoch, step) == (1, 0):
-            monkeypatch.setattr(loop, "derive_seed", real)
-            signal.raise_signal(signal.SIGINT)
-        return real(seed, epoch, step)
-
-    monkeypatch.setattr(loop, "derive_seed", ctrl_c_at_second_epoch)
+    ctrl_c_at(1, 0)  # as the second epoch begins
     with pytest.raises(Interrupted):
         run_experiment(exp, 0, tmp_path, fmnist, show_progress=False)
     run = run_experiment(exp, 0, tmp_path, fmnist, show_progress=False)

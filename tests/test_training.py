@@ -1,7 +1,6 @@
 """Real (small) training runs: results, exact resume, early stopping, divergence, fine-tuning."""
 
 import json
-import signal
 
 import pytest
 import torch
@@ -48,21 +47,13 @@ def test_same_seed_same_numbers(tmp_path, fmnist, tiny_config):
 
 
 @pytest.mark.parametrize("epochs, stop_epoch, stop_step", [(3, 0, 7), (3, 1, 0), (2.5, 2, 3)])
-def test_resume_is_exact(tmp_path, fmnist, tiny_config, monkeypatch, epochs, stop_epoch, stop_step):
+def test_resume_is_exact(tmp_path, fmnist, tiny_config, ctrl_c_at, epochs, stop_epoch, stop_step):
     """A run interrupted by Ctrl-C (mid-epoch, at an epoch's start, in a fractional last epoch) and resumed
     ends with identical weights."""
     settings = dict(epochs=epochs, model="ann_bn", augment="affine,erase", scheduler="onecycle", optimizer="adamw")
     straight = train(tiny_config(name="straight", **settings), root=tmp_path, data=fmnist, show_progress=False)
 
-    real = loop.derive_seed
-
-    def ctrl_c_once(seed, epoch, step):
-        if (epoch, step) == (stop_epoch, stop_step):
-            monkeypatch.setattr(loop, "derive_seed", real)
-            signal.raise_signal(signal.SIGINT)  # what Ctrl-C does; the run stops after this step
-        return real(seed, epoch, step)
-
-    monkeypatch.setattr(loop, "derive_seed", ctrl_c_once)
+    ctrl_c_at(stop_epoch, stop_step)
     with pytest.raises(Interrupted, match="--resume"):
         train(tiny_config(name="broken", **settings), root=tmp_path, data=fmnist, show_progress=False)
     broken = open_run("broken", tmp_path)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 from matplotlib.patches import FancyBboxPatch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..data import CLASSES, MEAN, STD, apply_augment
 from .architecture import layer_blocks, shape_text
@@ -299,6 +299,9 @@ def fig_time_to_accuracy(entries: list[Entry]):
             ax.scatter([m["train_seconds"]], [m["accuracy"]], marker="*", s=120, color=e.color, edgecolor="black",
                        zorder=3)
     ax.set_xscale("log")
+    seconds = FuncFormatter(lambda value, _: f"{value:g}")  # 3, 20, 100 rather than 3x10^0, 2x10^1, 10^2
+    ax.xaxis.set_major_formatter(seconds)
+    ax.xaxis.set_minor_formatter(seconds)
     ax.set(xlabel="cumulative training time (s, log scale)", ylabel="accuracy",
            title="Time to accuracy: validation accuracy per epoch (lines), test accuracy at the end (stars)")
     ax.legend(loc="lower right")
