@@ -2,12 +2,14 @@
 
     python benchmarks/step_speed.py [--models fastnet_small,fastnet,fastnet_large,wrn16_4,resnet18]
                                     [--compile fastnet_small,fastnet_large] [--batch-size 256] [--steps 10]
+                                    [--sizes 28,20]
 
 Times the recipes' training step (bf16 autocast, channels_last, SGD-Nesterov, label smoothing) of each
 model eager, and of the --compile models also under torch.compile (inductor): the first two steps
 (compilation happens there, with inductor's caches off), the fastest and the median step after them, and
 what a 60,000-image epoch costs at the fastest step. Everything runs in this one process; the fastest step
-is the figure to compare (other jobs on the machine only ever add time).
+is the figure to compare (other jobs on the machine only ever add time). --sizes also times the step on
+smaller images, what progressive resizing (`low_res_size`) trains its first epochs on.
 """
 
 from __future__ import annotations
@@ -24,18 +26,21 @@ import torch  # noqa: E402
 from machine import describe  # noqa: E402
 from torch import nn
 
+from fashionlab.config import RunConfig
 from fashionlab.models import create_model
+from fashionlab.training.optim import create_optimizer
 from fashionlab.training.precision import prepare_model
 
 EPOCH = 60_000
 
 
-def time_steps(model_name: str, compiled: bool, batch_size: int, steps: int) -> tuple[float, list[float]]:
+def time_steps(model_name: str, compiled: bool, batch_size: int, steps: int, size: int = 28
+               ) -> tuple[float, list[float]]:
     torch.manual_seed(0)
     model = prepare_model(create_model(model_name), torch.device("cpu"))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    optimizer = create_optimizer(model.parameters(), RunConfig(optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True))
     forward = torch.compile(model) if compiled else model
-    x = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 1, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
 
     def step():
@@ -65,18 +70,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--sizes", default="28", help="image sizes to time, e.g. 28,20")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {describe()}; batch {args.batch_size}, bf16 autocast")
-    print("| model | mode | first 2 steps s | fastest step ms | median step ms | s per 60,000-image epoch |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| model | mode | image size | first 2 steps s | fastest step ms | median step ms "
+          "| s per 60,000-image epoch |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     compiled = [m for m in args.compile.split(",") if m]
     for name in args.models.split(","):
         for mode in ["eager"] + (["compiled"] if name in compiled else []):
-            warm_up, times = time_steps(name, mode == "compiled", args.batch_size, args.steps)
-            best = min(times)
-            print(f"| {name} | {mode} | {warm_up:.1f} | {best * 1000:.0f} | {statistics.median(times) * 1000:.0f} | "
-                  f"{best * EPOCH / args.batch_size:.1f} |", flush=True)
+            for size in (int(s) for s in args.sizes.split(",")):
+                warm_up, times = time_steps(name, mode == "compiled", args.batch_size, args.steps, size)
+                best = min(times)
+                print(f"| {name} | {mode} | {size} | {warm_up:.1f} | {best * 1000:.0f} | "
+                      f"{statistics.median(times) * 1000:.0f} | {best * EPOCH / args.batch_size:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

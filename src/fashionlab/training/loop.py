@@ -34,7 +34,6 @@ from ..data import (
     epoch_order,
     iterate_batches,
     load_fashion_mnist,
-    low_res_steps,
     make_splits,
     num_batches,
 )
@@ -132,7 +131,7 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     epoch = progress.epoch
     order = epoch_order(len(train), config.seed, epoch)
     steps_per_epoch = num_batches(len(train), config.batch_size, drop_last=True)
-    low_res_until = low_res_steps(config.low_res_epochs, steps_per_epoch) if config.low_res_size else 0
+    low_res_until = round(config.low_res_epochs * steps_per_epoch) if config.low_res_size else 0
     for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
                                                drop_last=True, stop=steps), start=progress.step):
         # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
