@@ -1,6 +1,5 @@
 """Progressive resizing (data/resize.py): the first low_res_epochs train on downscaled batches."""
 
-
 import pytest
 import torch
 
