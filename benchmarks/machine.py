@@ -42,8 +42,15 @@ def matmul_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: i
     return 2 * n**3 * repeats / best / 1e9
 
 
+def gpu_name() -> str:
+    """'; GPU: NVIDIA H200 (CUDA 13.0)' where torch sees one, else nothing."""
+    if not torch.cuda.is_available():
+        return ""
+    return f"; GPU: {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+
+
 def describe() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"bf16 matmul {matmul_gflops():.0f} GFLOP/s, fp32 {matmul_gflops(torch.float32):.0f}; "
+            f"bf16 matmul {matmul_gflops():.0f} GFLOP/s, fp32 {matmul_gflops(torch.float32):.0f}{gpu_name()}; "
             f"load average {load:.1f}; {time.strftime('%Y-%m-%d %H:%M')}")

@@ -3,6 +3,7 @@
     python benchmarks/time_to_accuracy.py                       # fast x5, mlp x5, standard x3 (best: --best-seeds)
     python benchmarks/time_to_accuracy.py --recipes fast --seeds 5 --best-seeds 1 --ablation
     python benchmarks/time_to_accuracy.py --recipes "" --best-seeds 1 --cnn-steps 0   # `best` alone
+    python benchmarks/time_to_accuracy.py --device cuda --best-seeds 1 --cnn-steps 0   # the same recipes on a GPU
 
 Training seconds run from the first step to the last (augmentation included); data loading and the final
 test evaluation are reported apart. Recipes train on all 60,000 training images and are scored once on
@@ -25,6 +26,7 @@ from fashionlab.config import RunConfig
 from fashionlab.data import load_fashion_mnist, make_splits
 from fashionlab.models import create_model, flops_per_image
 from fashionlab.recipes import TARGETS, recipe_settings
+from fashionlab.training import loop
 from fashionlab.training.loop import train
 from fashionlab.training.precision import choose_precision, prepare_model
 
@@ -45,8 +47,9 @@ ABLATION = [
 ]
 
 
-def run_recipe(name: str, seed: int, root: str, data, overrides: dict | None = None) -> dict:
-    settings = {**recipe_settings(name), **(overrides or {}), "seed": seed, "name": f"{name}-{seed}-{time.time_ns()}"}
+def run_recipe(name: str, seed: int, root: str, data, overrides: dict | None = None, device: str = "auto") -> dict:
+    settings = {**recipe_settings(name), **(overrides or {}), "seed": seed, "device": device,
+                "name": f"{name}-{seed}-{time.time_ns()}"}
     run = train(RunConfig.from_dict(settings), root=root, data=data, show_progress=False)
     return run.metrics()
 
@@ -113,8 +116,12 @@ def main() -> None:
     parser.add_argument("--cnn-steps", type=int, default=20,
                         help="batches timed for the CNN epoch comparison (0 = skip it)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu or cuda")
+    parser.add_argument("--gpu-sync-every", type=int, default=loop.GPU_SYNC_EVERY,
+                        help="GPU only: training steps between reads of the loss (1 = every step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    loop.GPU_SYNC_EVERY = args.gpu_sync_every
 
     start = time.perf_counter()
     data = load_fashion_mnist()
@@ -127,7 +134,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for name in recipes:
             seeds = args.best_seeds if name == "best" else (args.seeds or SEEDS[name])
-            results = [run_recipe(name, seed, root, data) for seed in range(seeds)]
+            results = [run_recipe(name, seed, root, data, device=args.device) for seed in range(seeds)]
             flops = training_flops_per_image(recipe_settings(name))
             target_acc, target_s = TARGETS[name]
             print(summarise(f"{name} (target ≥ {target_acc:.1%} in ≤ {target_s} s)", results, flops), flush=True)
@@ -136,7 +143,8 @@ def main() -> None:
                   "| GFLOP/s | test eval s |")
             print("|---|---:|---:|---:|---:|---:|---:|---:|")
             for label, overrides in ABLATION:
-                results = [run_recipe("fast", seed, root, data, overrides) for seed in range(args.ablation_seeds)]
+                results = [run_recipe("fast", seed, root, data, overrides, args.device)
+                           for seed in range(args.ablation_seeds)]
                 flops = training_flops_per_image({**recipe_settings("fast"), **overrides})
                 print(summarise(label, results, flops), flush=True)
     if args.cnn_steps:
