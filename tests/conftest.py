@@ -1,6 +1,7 @@
 import signal
 
 import pytest
+import torch
 
 from fashionlab.config import RunConfig
 from fashionlab.data import load_fashion_mnist
@@ -38,6 +39,27 @@ def ctrl_c_at(monkeypatch):
             return real(seed, e, s)
 
         monkeypatch.setattr(loop, "derive_seed", once)
+    return arm
+
+
+@pytest.fixture
+def nan_weights_at(monkeypatch):
+    """`nan_weights_at(epoch, step)`: the next training run's model gets a NaN weight as that step begins, so its
+    loss diverges there."""
+    from fashionlab.training import loop
+
+    def arm(epoch: int, step: int) -> None:
+        real, models = loop.derive_seed, []
+        create = loop.create_model
+        monkeypatch.setattr(loop, "create_model", lambda name: models.append(create(name)) or models[-1])
+
+        def poison(seed, e, s):
+            if (e, s) == (epoch, step):
+                with torch.no_grad():
+                    next(models[0].parameters()).fill_(float("nan"))
+            return real(seed, e, s)
+
+        monkeypatch.setattr(loop, "derive_seed", poison)
     return arm
 
 

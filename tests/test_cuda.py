@@ -12,7 +12,6 @@ from fashionlab.errors import TrainingDiverged
 from fashionlab.inference import evaluate_run
 from fashionlab.models import MODELS, create_model
 from fashionlab.runs import open_run
-from fashionlab.training import loop
 from fashionlab.training.checkpoint import load_checkpoint
 from fashionlab.training.loop import GPU_SYNC_EVERY, Interrupted, train
 from fashionlab.training.optim import create_optimizer
@@ -85,21 +84,11 @@ def test_a_gpu_run_resumes_after_ctrl_c(tmp_path, fmnist, tiny_config, ctrl_c_at
         [r["train_loss"] for r in straight.history()], rel=1e-5)
 
 
-def test_a_diverged_gpu_run_is_caught_before_its_checkpoint(tmp_path, fmnist, tiny_config, monkeypatch):
+def test_a_diverged_gpu_run_is_caught_before_its_checkpoint(tmp_path, fmnist, tiny_config, nan_weights_at):
     """The GPU reads the loss back every GPU_SYNC_EVERY steps, not each step; a NaN is still caught before the
     epoch's checkpoint and reported with the first unread step it may have started at."""
     assert GPU_SYNC_EVERY > 20  # so the poisoned step is read back at the epoch's end, not at once
-    real, models = loop.derive_seed, []
-    original_create = loop.create_model
-    monkeypatch.setattr(loop, "create_model", lambda name: models.append(original_create(name)) or models[-1])
-
-    def poison(seed, epoch, step):
-        if (epoch, step) == (1, 3):
-            with torch.no_grad():
-                next(models[0].parameters()).fill_(float("nan"))
-        return real(seed, epoch, step)
-
-    monkeypatch.setattr(loop, "derive_seed", poison)
+    nan_weights_at(1, 3)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, batch 1 \(or one of the 19 after"):
         train(tiny_config(epochs=3, device="cuda"), root=tmp_path, data=fmnist, show_progress=False)
     run = open_run("tiny", tmp_path)

@@ -109,19 +109,8 @@ def test_early_stopping_restores_best_weights(tmp_path, fmnist, tiny_config):
     assert not same_weights(weights(run), load_checkpoint(run.last_checkpoint)["model"])
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, fmnist, tiny_config, monkeypatch):
-    real = loop.derive_seed
-    models = []
-    original_create = loop.create_model
-    monkeypatch.setattr(loop, "create_model", lambda name: models.append(original_create(name)) or models[-1])
-
-    def poison(seed, epoch, step):
-        if (epoch, step) == (1, 3):
-            with torch.no_grad():
-                next(models[0].parameters()).fill_(float("nan"))
-        return real(seed, epoch, step)
-
-    monkeypatch.setattr(loop, "derive_seed", poison)
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, fmnist, tiny_config, nan_weights_at):
+    nan_weights_at(1, 3)
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, batch 4.*lower --lr"):
         train(tiny_config(epochs=3), root=tmp_path, data=fmnist, show_progress=False)
     run = open_run("tiny", tmp_path)
