@@ -165,7 +165,10 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     totals.sync()
 
 
-GPU_SYNC_EVERY = 32  # steps between a GPU's loss checks: reading a number back each step stalls its queue
+# steps between a GPU's loss reads. Each read waits for the queued kernels; the recipes' small nets are
+# launch-bound and lost nothing to a read per step on an H200 (docs/BENCHMARKS.md), but a net whose step
+# keeps the GPU busier than its launches keep the CPU would idle the GPU during every read
+GPU_SYNC_EVERY = 32
 
 
 class _StepTotals:
