@@ -16,11 +16,10 @@ import tempfile
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tune_recipe import validation_config
 
-from fashionlab.config import RunConfig
 from fashionlab.data import load_fashion_mnist, make_splits
 from fashionlab.evaluation import loss_and_accuracy
-from fashionlab.recipes import recipe_settings
 from fashionlab.training import loop
 from fashionlab.training.batchnorm import recalibrate_batchnorm
 
@@ -56,8 +55,7 @@ def main() -> None:
     splits = make_splits(data, 10_000, 0)
     held = with_ema(args.decay)
     for seed in range(args.seeds):
-        config = RunConfig.from_dict({**recipe_settings(args.recipe), "val_size": 10_000, "seed": seed,
-                                      "name": f"s{seed}", "test_limit": 1})
+        config = validation_config(args.recipe, seed)
         with tempfile.TemporaryDirectory() as root:
             run = loop.train(config, root=root, data=data, show_progress=False)
             last, precision = run.history()[-1]["val_accuracy"], run.metrics()["precision"]

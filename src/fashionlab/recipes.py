@@ -39,7 +39,7 @@ RECIPES: dict[str, dict] = {
         "val_size": 0,
     },
     # target: >= 90.5% in <= 60 s, no convolutions. 18 epochs at lr 3e-3 (validation 91.11%, 4 seeds) cost 10%
-    # less than 20 at 2e-3 (91.16%); 16 epochs lost 0.2 points; batch 512 was no faster per epoch on the CPU
+    # less than 20 at 2e-3 (91.16%); 16 epochs lost ~0.15 point; batch 512 was no faster per epoch on the CPU
     "mlp": {
         "model": "mlp_wide", "epochs": 18, "batch_size": 256, "optimizer": "adamw", "lr": 3e-3,
         "weight_decay": 5e-2, "scheduler": "onecycle", "label_smoothing": 0.1,
