@@ -43,7 +43,8 @@ ABLATION = [
     ("with 2-pixel shifts (crop:padding=2) as well", {"augment": {"flip": {}, "crop": {"padding": 2}}}),
     ("constant lr instead of one-cycle", {"scheduler": "none", "lr": 0.02}),
     ("batch 256 at lr 0.2 instead of 128 at 0.14", {"batch_size": 256, "lr": 0.2}),
-    ("2 whole epochs instead of 2.1", {"epochs": 2}),
+    ("SGD-Nesterov instead of Muon on the filters", {"optimizer": "sgd"}),
+    ("SGD-Nesterov for 2.1 epochs (the recipe before Muon)", {"optimizer": "sgd", "epochs": 2.1}),
 ]
 
 

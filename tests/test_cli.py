@@ -13,7 +13,7 @@ from fashionlab.runs import open_run
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "resnet9000"], "unknown model 'resnet9000'; choose from ann"),
-    (["--optimizer", "adamax"], "unknown optimizer 'adamax'; choose from adam, adamw, rmsprop, sgd, adagrad"),
+    (["--optimizer", "adamax"], "unknown optimizer 'adamax'; choose from adam, adamw, rmsprop, sgd, adagrad, muon"),
     (["--lr", "0"], "lr must be greater than 0"),
     (["--lr=-1e-3"], "lr must be greater than 0"),
     (["--epochs", "0"], "epochs must be greater than 0"),

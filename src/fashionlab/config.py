@@ -10,7 +10,7 @@ import tomllib
 
 from .errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad", "muon")
 SCHEDULERS = ("none", "cosine", "onecycle", "onecycle-linear")
 PRECISIONS = ("auto", "fp32", "bf16")
 MONITORS = ("val_loss", "val_accuracy")
@@ -28,8 +28,9 @@ class RunConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    momentum: float = 0.9            # sgd and rmsprop
-    nesterov: bool = False           # sgd
+    momentum: float = 0.9            # sgd, rmsprop and muon
+    nesterov: bool = False           # sgd (muon always uses Nesterov momentum)
+    muon_lr: float = 0.02            # muon: the convolution filters' learning rate; `lr` is everything else's
     scheduler: str = "none"
     label_smoothing: float = 0.0
     bn_recalibration: int = 50       # batches to re-estimate batch-norm statistics before each evaluation
@@ -95,6 +96,7 @@ class RunConfig:
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"device '{self.device}' must be auto, cpu, cuda or cuda:N")
         _positive("lr", self.lr)
+        _positive("muon_lr", self.muon_lr)
         _positive("epochs", self.epochs)
         self.epochs = whole_if_integral(self.epochs)
         _at_least("batch_size", self.batch_size, 1)

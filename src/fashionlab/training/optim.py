@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import RunConfig
+from .muon import Muon, is_filter_bank
 
 
 def create_optimizer(params, config: RunConfig) -> torch.optim.Optimizer:
@@ -23,6 +24,13 @@ def create_optimizer(params, config: RunConfig) -> torch.optim.Optimizer:
                                nesterov=config.nesterov and config.momentum > 0, fused=True)
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, weight_decay=wd, fused=True)
+    if config.optimizer == "muon":
+        params = list(params)
+        filters = [p for p in params if is_filter_bank(p)]
+        others = [p for p in params if not is_filter_bank(p)]
+        groups = [dict(params=filters, lr=config.muon_lr, momentum=config.momentum, muon=True),
+                  dict(params=others, lr=lr, momentum=config.momentum, weight_decay=wd)]
+        return Muon([g for g in groups if g["params"]])
     raise AssertionError(config.optimizer)  # RunConfig.validate has rejected anything else
 
 
@@ -38,6 +46,10 @@ def create_scheduler(optimizer, config: RunConfig, steps_per_epoch: int):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if config.scheduler in ("onecycle", "onecycle-linear"):
         strategy = "linear" if config.scheduler == "onecycle-linear" else "cos"
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
-                                                   anneal_strategy=strategy)
+        groups = optimizer.param_groups
+        # one-cycle also cycles momentum (0.95 -> 0.85 -> 0.95), but not Muon's: it was tuned constant
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[config.muon_lr if g.get("muon") else config.lr for g in groups], total_steps=total, anneal_strategy=strategy,
+            base_momentum=[g["momentum"] if g.get("muon") else 0.85 for g in groups],
+            max_momentum=[g["momentum"] if g.get("muon") else 0.95 for g in groups])
     return None

@@ -1,0 +1,76 @@
+"""Muon for convolution filters, SGD with Nesterov momentum for every other parameter.
+
+Muon (K. Jordan, 2024; the optimizer of the CIFAR-10 speedrun airbench94_muon) replaces each filter bank's
+Nesterov momentum, seen as an out_channels x (in_channels * k * k) matrix, by the nearest semi-orthogonal
+matrix before the step: every direction of the update moves by the same amount, not only the few that
+dominate the gradient. Three quintic Newton-Schulz iterations in bf16 approximate that matrix cheaply
+(~3.4 ms a step for `fastnet_small`'s seven filter banks on 2 cores).
+
+As in airbench94_muon, each filter bank is held at a fixed norm (sqrt(out_channels)) instead of being
+decayed: that assumes a batch norm follows it, which makes its scale irrelevant (true of every convolution in
+`fastnet*` and the seed CNN). Filters of a single-channel input (the stem on greyscale images), biases,
+batch-norm parameters and linear layers take SGD steps at the group's own `lr`, `momentum` and
+`weight_decay`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim.sgd import sgd
+
+# the quintic's coefficients from Muon: chosen to push small singular values up fast, not to converge exactly
+_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalise(matrix: torch.Tensor, steps: int = 3) -> torch.Tensor:
+    """Approximately U V^T for matrix = U S V^T (singular values to roughly 0.7-1.2), in bf16."""
+    a, b, c = _NS_COEFFICIENTS
+    x = matrix.bfloat16()
+    x = x / (x.norm() + 1e-7)
+    wide = x.size(0) <= x.size(1)
+    if not wide:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.T
+
+
+def is_filter_bank(param: torch.Tensor) -> bool:
+    """A convolution's weight over more than one input channel: what Muon updates."""
+    return param.ndim == 4 and param.shape[1] > 1
+
+
+class Muon(torch.optim.Optimizer):
+    """Param groups with `muon: True` take Muon steps (`lr`, `momentum`, Nesterov); the others fused SGD."""
+
+    def __init__(self, param_groups: list[dict], ns_steps: int = 3):
+        defaults = dict(lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.0, muon=False, ns_steps=ns_steps)
+        super().__init__(param_groups, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if group["muon"]:
+                self._muon_step(params, group)
+            elif params:
+                self._sgd_step(params, group)
+
+    def _muon_step(self, params: list[torch.Tensor], group: dict) -> None:
+        momentum = group["momentum"]
+        for p in params:
+            buffer = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+            buffer.mul_(momentum).add_(p.grad)
+            update = p.grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer
+            p.mul_(len(p) ** 0.5 / p.norm())
+            p.add_(orthogonalise(update.flatten(1), group["ns_steps"]).view_as(p), alpha=-group["lr"])
+
+    def _sgd_step(self, params: list[torch.Tensor], group: dict) -> None:
+        buffers = [self.state[p].get("momentum_buffer") for p in params]
+        sgd(params, [p.grad for p in params], buffers, fused=True, weight_decay=group["weight_decay"],
+            momentum=group["momentum"], lr=group["lr"], dampening=0.0, nesterov=group["nesterov"],
+            maximize=False)
+        for p, buffer in zip(params, buffers):  # sgd() creates the buffers on the first step
+            if buffer is not None:
+                self.state[p]["momentum_buffer"] = buffer

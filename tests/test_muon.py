@@ -1,0 +1,87 @@
+"""The Muon optimizer: orthogonalised filter updates, SGD for the rest, exact resume."""
+
+import pytest
+import torch
+
+from fashionlab.config import RunConfig
+from fashionlab.models import create_model
+from fashionlab.runs import open_run
+from fashionlab.training.checkpoint import load_checkpoint
+from fashionlab.training.loop import Interrupted, train
+from fashionlab.training.muon import orthogonalise
+from fashionlab.training.optim import create_optimizer, create_scheduler
+
+
+def with_singular_values(rows: int, cols: int, values: torch.Tensor) -> torch.Tensor:
+    u, _ = torch.linalg.qr(torch.randn(rows, len(values)))
+    v, _ = torch.linalg.qr(torch.randn(cols, len(values)))
+    return u @ torch.diag(values) @ v.T
+
+
+@pytest.mark.parametrize("rows, cols", [(32, 288), (288, 32)])
+def test_orthogonalise_evens_out_the_singular_values(rows, cols):
+    torch.manual_seed(0)
+    spread = torch.logspace(0, -1.3, 32)  # largest / smallest = 20
+    result = orthogonalise(with_singular_values(rows, cols, spread)).float()
+    assert result.shape == (rows, cols)
+    singular = torch.linalg.svdvals(result)
+    assert singular.min() > 0.5 and singular.max() < 1.3  # every direction moves about as much
+
+
+def test_muon_takes_the_filter_banks_and_sgd_the_rest():
+    model = create_model("fastnet_small")
+    optimizer = create_optimizer(model.parameters(), RunConfig(optimizer="muon", lr=0.1, muon_lr=0.02))
+    muon, sgd = optimizer.param_groups
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert {id(p) for p in muon["params"]} == {id(c.weight) for c in convs if c.in_channels > 1}
+    assert muon["muon"] and (muon["lr"], sgd["lr"]) == (0.02, 0.1)
+    assert id(convs[0].weight) in {id(p) for p in sgd["params"]}  # the stem sees one (greyscale) channel
+
+
+def test_without_filters_muon_is_sgd_with_nesterov_momentum():
+    torch.manual_seed(0)
+    start = torch.randn(50, 30)
+    ours_param, ref_param = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    ours = create_optimizer([ours_param], RunConfig(optimizer="muon", lr=0.01, weight_decay=1e-3, momentum=0.9))
+    ref = torch.optim.SGD([ref_param], lr=0.01, weight_decay=1e-3, momentum=0.9, nesterov=True)
+    for _ in range(5):
+        grad = torch.randn(50, 30)
+        ours_param.grad, ref_param.grad = grad.clone(), grad.clone()
+        ours.step()
+        ref.step()
+    assert torch.allclose(ours_param, ref_param, atol=1e-6) and not torch.equal(ours_param, start)
+
+
+def test_muon_lowers_the_loss_and_keeps_filter_norms_fixed():
+    torch.manual_seed(0)
+    model = create_model("fastnet_small")
+    config = RunConfig(optimizer="muon", lr=0.05, muon_lr=0.02, scheduler="onecycle", epochs=1)
+    optimizer = create_optimizer(model.parameters(), config)
+    scheduler = create_scheduler(optimizer, config, steps_per_epoch=20)
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    losses = []
+    for _ in range(20):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    muon = optimizer.param_groups[0]
+    assert muon["momentum"] == config.momentum  # one-cycle leaves Muon's momentum alone
+    for p in muon["params"]:  # rescaled to sqrt(out_channels) before each step, then moved by ~lr of that
+        assert p.norm().item() == pytest.approx(len(p) ** 0.5, rel=0.05)
+
+
+def test_muon_run_resumes_exactly(tmp_path, fmnist, tiny_config, ctrl_c_at):
+    settings = dict(model="fastnet_small", optimizer="muon", lr=0.05, scheduler="onecycle", epochs=2,
+                    train_limit=600, test_limit=200, val_size=200)
+    straight = train(tiny_config(name="straight", **settings), root=tmp_path, data=fmnist, show_progress=False)
+    ctrl_c_at(1, 2)
+    with pytest.raises(Interrupted):
+        train(tiny_config(name="broken", **settings), root=tmp_path, data=fmnist, show_progress=False)
+    resumed = train(None, root=tmp_path, resume=open_run("broken", tmp_path).path, data=fmnist,
+                    show_progress=False)
+    a, b = load_checkpoint(straight.model_path)["model"], load_checkpoint(resumed.model_path)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
