@@ -55,8 +55,9 @@ def test_auto_precision_is_bf16_on_a_gpu():
     assert choose_precision("auto", model, CUDA, 64) == "bf16"
 
 
-def test_a_gpu_run_finishes_and_its_weights_evaluate_the_same_on_the_cpu(tmp_path, fmnist, tiny_config):
-    run = train(tiny_config(model="fastnet_small", device="cuda", precision="auto", optimizer="sgd", lr=0.05,
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])  # muon: the fast and standard recipes' optimizer
+def test_a_gpu_run_finishes_and_its_weights_evaluate_the_same_on_the_cpu(tmp_path, fmnist, tiny_config, optimizer):
+    run = train(tiny_config(model="fastnet_small", device="cuda", precision="auto", optimizer=optimizer, lr=0.05,
                             momentum=0.9, augment="flip"), root=tmp_path, data=fmnist, show_progress=False)
     metrics = run.metrics()
     assert run.finished and metrics["device"].startswith("cuda")

@@ -27,6 +27,10 @@ def test_plan_has_every_seed_experiment_and_trains_shared_runs_once():
     assert beyond == ["recipe fast", "recipe mlp", "resnet20", "googlenet", "vit"]
     assert {e.label for e in experiments("paper") if e.group == "beyond"} >= {"recipe standard", "recipe best"}
     assert all(e.settings["val_size"] == 10_000 for e in exps if e.group == "beyond")  # curves need validation
+    optimizers = {e.label: e.settings["optimizer"] for e in exps if e.group == "beyond"}
+    # the recipe's Muon assumes a batch norm after every convolution: the architectures keep SGD (ViT AdamW)
+    assert optimizers == {"recipe fast": "muon", "recipe mlp": "adamw", "resnet20": "sgd", "googlenet": "sgd",
+                          "vit": "adamw"}
     paper = {e.key: e.settings["epochs"] for e in experiments("paper")}
     assert [paper[k] for k in ("ann", "ann_bn", "ann_bn_aug", "cnn", "cnn_aug")] == [30, 30, 60, 30, 60]
 

@@ -84,7 +84,10 @@ def beyond_the_seed(preset: dict) -> list[Experiment]:
     keep_val = {"val_size": 10_000, **preset.get("beyond", {})}
     exps = [Experiment(f"recipe_{name}", f"recipe {name}", "beyond", {**recipe_settings(name), **keep_val})
             for name in preset["recipes"]]
-    fast = {**recipe_settings("fast"), "recipe": None, **keep_val, **preset.get("architectures", {})}
+    # the architectures keep SGD: Muon (the recipe's optimizer) holds filters at a fixed norm, which assumes a
+    # batch norm after each convolution, and a residual branch adds its convolution's output unnormalised
+    fast = {**recipe_settings("fast"), "recipe": None, "optimizer": "sgd", **keep_val,
+            **preset.get("architectures", {})}
     # a transformer does not train with the conv nets' SGD at lr 0.2 (20% after 2 epochs): AdamW, as ViTs use
     adamw = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "nesterov": False}
     exps += [Experiment(model, model, "beyond", {**fast, "model": model, **(adamw if model == "vit" else {})})

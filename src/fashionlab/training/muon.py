@@ -60,7 +60,9 @@ class Muon(torch.optim.Optimizer):
     def _muon_step(self, params: list[torch.Tensor], group: dict) -> None:
         momentum = group["momentum"]
         for p in params:
-            buffer = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            buffer = self.state[p]["momentum_buffer"]
             buffer.mul_(momentum).add_(p.grad)
             update = p.grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer
             p.mul_(len(p) ** 0.5 / p.norm())
