@@ -18,11 +18,10 @@ import time
 
 import torch
 from machine import describe
+from step_speed import recipe_step
 from torch import nn
 
-from fashionlab.config import RunConfig
 from fashionlab.models import create_model
-from fashionlab.training.optim import create_optimizer
 from fashionlab.training.precision import prepare_model
 
 
@@ -64,18 +63,7 @@ def time_conv(conv: nn.Conv2d, shape: torch.Size, steps: int) -> tuple[float, fl
 
 
 def time_training_step(model_name: str, optimizer: str, batch_size: int, steps: int) -> tuple[float, float]:
-    torch.manual_seed(0)
-    model = prepare_model(create_model(model_name), torch.device("cpu"))
-    opt = create_optimizer(model.parameters(), RunConfig(optimizer=optimizer, lr=0.01, momentum=0.9, nesterov=True))
-    x = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch_size,))
-
-    def forward_backward():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = nn.functional.cross_entropy(model(x).float(), y, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-
+    forward_backward, opt = recipe_step(model_name, optimizer, batch_size)
     forward_backward()
     return median_ms(forward_backward, steps), median_ms(opt.step, steps)
 

@@ -34,20 +34,33 @@ from fashionlab.training.precision import prepare_model
 EPOCH = 60_000
 
 
-def time_steps(model_name: str, compiled: bool, batch_size: int, steps: int, size: int = 28
-               ) -> tuple[float, list[float]]:
+def recipe_step(model_name: str, optimizer_name: str = "sgd", batch_size: int = 256, size: int = 28,
+                compiled: bool = False):
+    """(forward_backward, optimizer) of the recipes' training step on one random batch: bf16 autocast,
+    channels_last, label smoothing; call both for a whole step."""
     torch.manual_seed(0)
     model = prepare_model(create_model(model_name), torch.device("cpu"))
-    optimizer = create_optimizer(model.parameters(), RunConfig(optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True))
+    optimizer = create_optimizer(model.parameters(),
+                                 RunConfig(optimizer=optimizer_name, lr=0.01, momentum=0.9, nesterov=True))
     forward = torch.compile(model) if compiled else model
     x = torch.randn(batch_size, 1, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
 
-    def step():
+    def forward_backward():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = nn.functional.cross_entropy(forward(x).float(), y, label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+
+    return forward_backward, optimizer
+
+
+def time_steps(model_name: str, compiled: bool, batch_size: int, steps: int, size: int = 28
+               ) -> tuple[float, list[float]]:
+    forward_backward, optimizer = recipe_step(model_name, "sgd", batch_size, size, compiled)
+
+    def step():
+        forward_backward()
         optimizer.step()
 
     start = time.perf_counter()
