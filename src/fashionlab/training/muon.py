@@ -3,8 +3,9 @@
 Muon (K. Jordan, 2024; the optimizer of the CIFAR-10 speedrun airbench94_muon) replaces each filter bank's
 Nesterov momentum, seen as an out_channels x (in_channels * k * k) matrix, by the nearest semi-orthogonal
 matrix before the step: every direction of the update moves by the same amount, not only the few that
-dominate the gradient. Three quintic Newton-Schulz iterations in bf16 approximate that matrix cheaply
-(~3.4 ms a step for `fastnet_small`'s seven filter banks on 2 cores).
+dominate the gradient. Three quintic Newton-Schulz iterations in bf16 approximate that matrix cheaply: the
+optimizer step of `fastnet_small` costs ~4-5.5 ms more than SGD's on 2 cores, ~10% of a training step
+(benchmarks/layer_costs.py).
 
 As in airbench94_muon, each filter bank is held at a fixed norm (sqrt(out_channels)) instead of being
 decayed: that assumes a batch norm follows it, which makes its scale irrelevant (true of every convolution in

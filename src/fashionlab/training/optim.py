@@ -46,10 +46,10 @@ def create_scheduler(optimizer, config: RunConfig, steps_per_epoch: int):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if config.scheduler in ("onecycle", "onecycle-linear"):
         strategy = "linear" if config.scheduler == "onecycle-linear" else "cos"
-        groups = optimizer.param_groups
-        # one-cycle also cycles momentum (0.95 -> 0.85 -> 0.95), but not Muon's: it was tuned constant
+        muon = [group.get("muon", False) for group in optimizer.param_groups]
+        # one-cycle also cycles momentum (its default 0.95 -> 0.85 -> 0.95), but not Muon's: tuned constant
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[config.muon_lr if g.get("muon") else config.lr for g in groups], total_steps=total, anneal_strategy=strategy,
-            base_momentum=[g["momentum"] if g.get("muon") else 0.85 for g in groups],
-            max_momentum=[g["momentum"] if g.get("muon") else 0.95 for g in groups])
+            optimizer, max_lr=[config.muon_lr if m else config.lr for m in muon], total_steps=total,
+            anneal_strategy=strategy, base_momentum=[config.momentum if m else 0.85 for m in muon],
+            max_momentum=[config.momentum if m else 0.95 for m in muon])
     return None
