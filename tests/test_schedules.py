@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from fashionlab.config import RunConfig
+from fashionlab.errors import ConfigError
 from fashionlab.training.optim import create_scheduler, total_steps
 
 
-def lrs(scheduler_name: str, epochs: float, steps_per_epoch: int = 10, lr: float = 1.0) -> list[float]:
-    config = RunConfig(scheduler=scheduler_name, epochs=epochs, lr=lr, optimizer="sgd")
+def lrs(scheduler_name: str, epochs: float, steps_per_epoch: int = 10, lr: float = 1.0, **settings) -> list[float]:
+    config = RunConfig(scheduler=scheduler_name, epochs=epochs, lr=lr, optimizer="sgd", **settings)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr, momentum=0.9)
     scheduler = create_scheduler(optimizer, config, steps_per_epoch)
     seen = []
@@ -36,3 +37,15 @@ def test_onecycle_cosine_is_not_linear():
     seen = lrs("onecycle", epochs=10)
     fall = [b - a for a, b in zip(seen[29:-1], seen[30:])]
     assert max(fall) - min(fall) > 1e-3 and max(seen) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "onecycle-linear"])
+def test_warmup_sets_where_the_one_cycle_peaks(scheduler):
+    seen = lrs(scheduler, epochs=10, warmup=0.15)  # 100 steps
+    assert seen.index(max(seen)) == 14 and max(seen) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("warmup", [0, 1, -0.1])
+def test_warmup_must_be_a_fraction(warmup):
+    with pytest.raises(ConfigError, match="warmup must be a fraction"):
+        RunConfig(warmup=warmup).validate()

@@ -24,6 +24,7 @@ TRAIN_HELP = {
     "muon_lr": "muon: learning rate of the convolution filters (--lr sets the other parameters')",
     "scheduler": "none, cosine, onecycle (cosine warm-up and decay) or onecycle-linear (linear warm-up and decay, "
                  "like airbench's triangular schedule); stepped per batch",
+    "warmup": "onecycle schedules: the fraction of the steps spent rising to the peak learning rate",
     "label_smoothing": "label smoothing of the cross-entropy loss",
     "bn_recalibration": "training batches used to re-estimate batch-norm statistics before each evaluation "
                         "(0 = keep the running averages)",

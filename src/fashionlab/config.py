@@ -32,6 +32,7 @@ class RunConfig:
     nesterov: bool = False           # sgd (muon always uses Nesterov momentum)
     muon_lr: float = 0.02            # muon: the convolution filters' learning rate; `lr` is everything else's
     scheduler: str = "none"
+    warmup: float = 0.3              # onecycle schedules: the fraction of the steps that rises to the peak lr
     label_smoothing: float = 0.0
     bn_recalibration: int = 50       # batches to re-estimate batch-norm statistics before each evaluation
     tta: str = "none"                # test-time augmentation: none, flip, flip-shift (evaluation.py)
@@ -105,6 +106,8 @@ class RunConfig:
         for name in ("weight_decay", "patience", "bn_recalibration", "threads", "train_limit", "test_limit",
                      "min_delta"):
             _at_least(name, getattr(self, name), 0)
+        if not 0 < self.warmup < 1:
+            raise ConfigError(f"warmup must be a fraction of the steps in (0, 1), got {self.warmup}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.val_size < TRAIN_IMAGES:

@@ -50,6 +50,7 @@ def create_scheduler(optimizer, config: RunConfig, steps_per_epoch: int):
         # one-cycle also cycles momentum (its default 0.95 -> 0.85 -> 0.95), but not Muon's: tuned constant
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[config.muon_lr if m else config.lr for m in muon], total_steps=total,
-            anneal_strategy=strategy, base_momentum=[config.momentum if m else 0.85 for m in muon],
+            pct_start=config.warmup, anneal_strategy=strategy,
+            base_momentum=[config.momentum if m else 0.85 for m in muon],
             max_momentum=[config.momentum if m else 0.95 for m in muon])
     return None
