@@ -3,9 +3,9 @@
     python benchmarks/tune_recipe.py fast epochs=3 lr=0.1 [--seeds 2] [--variant relu]
 
 Trains on 50,000 images and reports validation accuracy (the recipe's TTA included) and training seconds.
---variant changes the recipe's network: `relu` puts ReLU where it has GELU, `dirac` initialises each
-convolution (but the first) as the identity on its first channels, as airbench does, `ceil` makes the last
-max-pool round up (7x7 -> 4x4: the default 3x3 drops the seventh row and column).
+--variant changes the recipe's network: `relu`, `hardswish` or `silu` put that activation where it has GELU,
+`dirac` initialises each convolution (but the first) as the identity on its first channels, as airbench does,
+`ceil` makes the last max-pool round up (7x7 -> 4x4: the default 3x3 drops the seventh row and column).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ def parse_override(text: str):
         return key, value
 
 
-def relu_for_gelu(model: nn.Module) -> nn.Module:
+def replace_gelu(model: nn.Module, activation: type[nn.Module]) -> nn.Module:
     for module in list(model.modules()):
         for name, child in module.named_children():
             if isinstance(child, nn.GELU):
-                setattr(module, name, nn.ReLU())
+                setattr(module, name, activation())
     return model
 
 
@@ -53,7 +53,8 @@ def ceil_last_pool(model: nn.Module) -> nn.Module:
     return model
 
 
-VARIANTS = {"relu": relu_for_gelu, "dirac": dirac_init, "ceil": ceil_last_pool}
+VARIANTS = {"relu": lambda m: replace_gelu(m, nn.ReLU), "hardswish": lambda m: replace_gelu(m, nn.Hardswish),
+            "silu": lambda m: replace_gelu(m, nn.SiLU), "dirac": dirac_init, "ceil": ceil_last_pool}
 
 
 def register_variant(model: str, variant: str) -> str:
