@@ -28,6 +28,47 @@ def test_orthogonalise_evens_out_the_singular_values(rows, cols):
     assert singular.min() > 0.5 and singular.max() < 1.3  # every direction moves about as much
 
 
+def newton_schulz_on_x(matrix: torch.Tensor, steps: int = 3) -> torch.Tensor:
+    """The textbook quintic iteration X <- aX + (bG + cG^2)X on the matrix itself, in float64."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = matrix.double()
+    x = x / x.norm()
+    wide = x.size(0) <= x.size(1)
+    x = x if wide else x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.T
+
+
+@pytest.mark.parametrize("rows, cols", [(128, 1152), (16, 9), (10, 10)])
+def test_gram_space_iteration_equals_the_iteration_on_the_matrix(rows, cols):
+    torch.manual_seed(0)
+    matrix = torch.randn(rows, cols)
+    expected = newton_schulz_on_x(matrix)
+    assert torch.allclose(orthogonalise(matrix).double(), expected, atol=1e-4)
+
+
+def test_muon_step_is_the_textbook_update_of_each_filter_bank():
+    torch.manual_seed(0)
+    banks = [torch.nn.Parameter(torch.randn(16, 1, 3, 3)), torch.nn.Parameter(torch.randn(32, 16, 3, 3))]
+    reference = [p.detach().double().clone() for p in banks]
+    buffers = [torch.zeros_like(p) for p in reference]
+    optimizer = create_optimizer(banks, RunConfig(optimizer="muon", lr=0.1, muon_lr=0.05, momentum=0.9))
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in banks]
+        for p, g in zip(banks, grads):
+            p.grad = g
+        optimizer.step()
+        for i, (w, g) in enumerate(zip(reference, grads)):
+            buffers[i] = 0.9 * buffers[i] + g.double()
+            update = g.double() + 0.9 * buffers[i]  # Nesterov
+            w = w * len(w) ** 0.5 / w.norm()        # held at norm sqrt(out_channels)
+            reference[i] = w - 0.05 * newton_schulz_on_x(update.flatten(1)).view_as(w)
+    for p, w in zip(banks, reference):
+        assert torch.allclose(p.double(), w, atol=1e-4)
+
+
 def test_muon_takes_the_filter_banks_and_sgd_the_rest():
     model = create_model("fastnet_small")
     optimizer = create_optimizer(model.parameters(), RunConfig(optimizer="muon", lr=0.1, muon_lr=0.02))
