@@ -37,7 +37,9 @@ RECIPES: dict[str, dict] = {
     },
     # target: >= 96.0% in <= 60 min. airbench94's widths, 45 epochs (~62 s each on BENCHMARKS' machine A: ~47 min;
     # ~104 s each on machine B, whose 2 cores are half as fast: ~78 min);
-    # settings checked on validation at 4 epochs only (93.75%): a 60-minute run per variant did not fit
+    # settings checked on validation at 4 epochs only (93.75%): a 60-minute run per variant did not fit.
+    # Muon on the filters scored higher at 4 and at 10 epochs (10: 95.25% vs 94.86%, session 8), not yet
+    # at full length, so `best` stays on SGD
     "best": {
         "model": "fastnet_large", "epochs": 45, "batch_size": 256, "optimizer": "sgd", "lr": 0.2,
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
