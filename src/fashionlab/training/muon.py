@@ -4,8 +4,8 @@ Muon (K. Jordan, 2024; the optimizer of the CIFAR-10 speedrun airbench94_muon) r
 Nesterov momentum, seen as an out_channels x (in_channels * k * k) matrix, by the nearest semi-orthogonal
 matrix before the step: every direction of the update moves by the same amount, not only the few that
 dominate the gradient. Three quintic Newton-Schulz iterations approximate that matrix cheaply (run on the
-small Gram matrix, `orthogonalise`): the optimizer step of `fastnet_small` costs ~4 ms more than SGD's on 2
-cores, ~8% of a training step (benchmarks/layer_costs.py).
+small Gram matrix, `orthogonalise`): the optimizer step of `fastnet_small` costs ~3 ms more than SGD's on 2
+cores, ~6% of a training step (benchmarks/layer_costs.py).
 
 As in airbench94_muon, each filter bank is held at a fixed norm (sqrt(out_channels)) instead of being
 decayed: that assumes a batch norm follows it, which makes its scale irrelevant (true of every convolution in
@@ -31,7 +31,7 @@ def orthogonalise(matrix: torch.Tensor, steps: int = 3) -> torch.Tensor:
     by a polynomial in G; the polynomials all commute, so the iterations can run on the small Gram matrix
     alone (G <- p(G) G p(G)) while their product Q is kept, and X is touched twice: G = X X^T at the start,
     Q X at the end. For a conv's m x n filter matrix (m = out channels <= n = in channels x 9) that is two
-    m x m x n products instead of two per iteration, cheap enough to do in fp32: 25% faster than bf16
+    m x m x n products instead of two per iteration, cheap enough to do in fp32: ~30% faster than bf16
     iterations on X for `fastnet_small` on 2 cores, and exact where they rounded to ~2%.
     """
     a, b, c = _NS_COEFFICIENTS
