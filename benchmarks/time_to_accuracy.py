@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--ablation-seeds", type=int, default=2)
     parser.add_argument("--cnn-steps", type=int, default=20,
                         help="batches timed for the CNN epoch comparison (0 = skip it)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one up")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu or cuda")
     parser.add_argument("--gpu-sync-every", type=int, default=loop.GPU_SYNC_EVERY,
@@ -135,7 +136,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for name in recipes:
             seeds = args.best_seeds if name == "best" else (args.seeds or SEEDS[name])
-            results = [run_recipe(name, seed, root, data, device=args.device) for seed in range(seeds)]
+            results = [run_recipe(name, seed, root, data, device=args.device)
+                       for seed in range(args.first_seed, args.first_seed + seeds)]
             flops = training_flops_per_image(recipe_settings(name))
             target_acc, target_s = TARGETS[name]
             print(summarise(f"{name} (target ≥ {target_acc:.1%} in ≤ {target_s} s)", results, flops), flush=True)
