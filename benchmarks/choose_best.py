@@ -4,10 +4,10 @@
 
 Every candidate (a few overrides of `best`) trains on 50,000 images and is scored on the 10,000-image
 validation split, the recipe's test-time augmentation included. Candidates longer than --max-epochs do not
-fit `best`'s 60-minute target on the 2-core CPU (machine B: ~130 s per 60,000-image epoch of
-`fastnet_large`, so ~27 epochs an hour) and run once, for reference: they show what the extra epochs buy.
+fit `best`'s 60-minute target on the 2-core CPU (machine B: 112-131 s per 60,000-image epoch of
+`fastnet_large`; 26 epochs took 51 min) and run once, for reference: they show what the extra epochs buy.
 The fitting candidate with the highest mean validation accuracy then trains on all 60,000 images and is
-scored on the test set, once per --test-seeds. A 45-epoch run takes ~50 s on an H200 against ~78 min on
+scored on the test set, once per --test-seeds. A 45-epoch run takes 44-72 s on an H200 against ~78 min on
 the CPU, which is why this runs on a GPU when one is lent.
 """
 
