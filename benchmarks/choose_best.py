@@ -20,11 +20,9 @@ import time
 
 from machine import describe
 from time_to_accuracy import run_recipe
-from tune_recipe import validation_config
+from tune_recipe import validation_score
 
 from fashionlab.data import load_fashion_mnist
-from fashionlab.runs import open_run
-from fashionlab.training.loop import train
 
 SGD, MUON = {"optimizer": "sgd"}, {"optimizer": "muon", "muon_lr": 0.02}
 
@@ -39,13 +37,6 @@ CANDIDATES = [
 ]
 
 
-def validation_accuracy(overrides: dict, seed: int, root: str, data, device: str) -> tuple[float, float]:
-    config = validation_config("best", seed, {**overrides, "device": device})
-    run = train(config, root=tempfile.mkdtemp(dir=root), data=data, show_progress=False)
-    last = open_run(run.path).history()[-1]
-    return last["val_accuracy"], last["seconds"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -56,6 +47,9 @@ def main() -> None:
                         help="start no validation run after this many seconds (the choice is made on what ran)")
     args = parser.parse_args()
 
+    def fits(overrides: dict) -> bool:
+        return overrides["epochs"] <= args.max_epochs
+
     data = load_fashion_mnist()
     print(f"# {describe()}", flush=True)
     scores: dict[str, list[float]] = {label: [] for label, _ in CANDIDATES}
@@ -63,10 +57,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for seed in range(args.seeds):
             for label, overrides in CANDIDATES:
-                fits = overrides["epochs"] <= args.max_epochs
-                if (seed and not fits) or time.perf_counter() - start > args.budget_seconds:
+                if (seed and not fits(overrides)) or time.perf_counter() - start > args.budget_seconds:
                     continue
-                accuracy, seconds = validation_accuracy(overrides, seed, root, data, args.device)
+                # a folder per run: the runs of one seed share the name s{seed}
+                accuracy, seconds = validation_score("best", seed, {**overrides, "device": args.device},
+                                                     tempfile.mkdtemp(dir=root), data)
                 scores[label].append(accuracy)
                 print(f"validation | {label} | seed {seed} | {accuracy:.2%} | {seconds:.1f} s", flush=True)
 
@@ -75,13 +70,13 @@ def main() -> None:
         for label, overrides in CANDIDATES:
             runs = scores[label]
             if runs:
-                fits = "yes" if overrides["epochs"] <= args.max_epochs else "no (reference)"
-                print(f"| {label} | {fits} | {len(runs)} | {statistics.mean(runs):.2%} | "
+                fit = "yes" if fits(overrides) else "no (reference)"
+                print(f"| {label} | {fit} | {len(runs)} | {statistics.mean(runs):.2%} | "
                       f"{' / '.join(f'{a:.2%}' for a in runs)} |")
 
         # compared over the seeds every fitting candidate finished, should the budget cut a round short
         fitting = [(label, overrides) for label, overrides in CANDIDATES
-                   if scores[label] and overrides["epochs"] <= args.max_epochs]
+                   if scores[label] and fits(overrides)]
         common = min(len(scores[label]) for label, _ in fitting)
         chosen, overrides = max(fitting, key=lambda item: statistics.mean(scores[item[0]][:common]))
         print(f"\nchosen on validation (seeds 0-{common - 1}): {chosen} {overrides}", flush=True)

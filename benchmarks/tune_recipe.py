@@ -71,6 +71,13 @@ def validation_config(recipe: str, seed: int, overrides: dict | None = None) -> 
                                 "name": f"s{seed}", "test_limit": 1})
 
 
+def validation_score(recipe: str, seed: int, overrides: dict | None, root: str, data) -> tuple[float, float]:
+    """Validation accuracy and training seconds of one run (its name is s{seed}: one run per seed and root)."""
+    run = train(validation_config(recipe, seed, overrides), root=root, data=data, show_progress=False)
+    last = open_run(run.path).history()[-1]
+    return last["val_accuracy"], last["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe")
@@ -86,10 +93,9 @@ def main() -> None:
     data = load_fashion_mnist()
     with tempfile.TemporaryDirectory() as root:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            run = train(validation_config(args.recipe, seed, overrides), root=root, data=data, show_progress=False)
-            last = open_run(run.path).history()[-1]
+            accuracy, seconds = validation_score(args.recipe, seed, overrides, root, data)
             print(f"{args.recipe} {args.overrides} {args.variant or ''} seed {seed}: "
-                  f"val_accuracy {last['val_accuracy']:.4f} train_seconds {last['seconds']:.1f}", flush=True)
+                  f"val_accuracy {accuracy:.4f} train_seconds {seconds:.1f}", flush=True)
 
 
 if __name__ == "__main__":
