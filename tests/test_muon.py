@@ -8,7 +8,7 @@ from fashionlab.models import create_model
 from fashionlab.runs import open_run
 from fashionlab.training.checkpoint import load_checkpoint
 from fashionlab.training.loop import Interrupted, train
-from fashionlab.training.muon import orthogonalise
+from fashionlab.training.muon import as_matrix, from_matrix, orthogonalise
 from fashionlab.training.optim import create_optimizer, create_scheduler
 
 
@@ -22,7 +22,7 @@ def with_singular_values(rows: int, cols: int, values: torch.Tensor) -> torch.Te
 def test_orthogonalise_evens_out_the_singular_values(rows, cols):
     torch.manual_seed(0)
     spread = torch.logspace(0, -1.3, 32)  # largest / smallest = 20
-    result = orthogonalise(with_singular_values(rows, cols, spread)).float()
+    [result] = orthogonalise([with_singular_values(rows, cols, spread)])
     assert result.shape == (rows, cols)
     singular = torch.linalg.svdvals(result)
     assert singular.min() > 0.5 and singular.max() < 1.3  # every direction moves about as much
@@ -46,17 +46,38 @@ def test_gram_space_iteration_equals_the_iteration_on_the_matrix(rows, cols):
     torch.manual_seed(0)
     matrix = torch.randn(rows, cols)
     expected = newton_schulz_on_x(matrix)
-    assert torch.allclose(orthogonalise(matrix).double(), expected, atol=1e-4)
+    [result] = orthogonalise([matrix])
+    assert torch.allclose(result.double(), expected, atol=1e-4)
 
 
-def test_muon_step_is_the_textbook_update_of_each_filter_bank():
+def test_banks_of_equal_height_are_orthogonalised_together_as_each_alone():
     torch.manual_seed(0)
-    banks = [torch.nn.Parameter(torch.randn(16, 1, 3, 3)), torch.nn.Parameter(torch.randn(32, 16, 3, 3))]
+    matrices = [torch.randn(*shape) for shape in [(32, 144), (16, 9), (32, 288), (288, 32), (9, 16)]]
+    together = orthogonalise(matrices)
+    for matrix, result in zip(matrices, together):
+        assert torch.allclose(result.double(), newton_schulz_on_x(matrix), atol=1e-4)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_a_filter_bank_is_a_matrix_without_a_copy(memory_format):
+    bank = torch.randn(32, 16, 3, 3).contiguous(memory_format=memory_format)
+    matrix, order = as_matrix(bank)
+    assert matrix.shape == (32, 144) and matrix.data_ptr() == bank.data_ptr()
+    assert torch.equal(from_matrix(matrix, bank, order), bank)
+    # the same rows as flatten(1), their columns permuted: what orthogonalisation commutes with
+    assert torch.equal(matrix.sort(1).values, bank.flatten(1).sort(1).values)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_muon_step_is_the_textbook_update_of_each_filter_bank(memory_format):
+    torch.manual_seed(0)
+    shapes = [(16, 1, 3, 3), (32, 16, 3, 3), (32, 8, 3, 3)]
+    banks = [torch.nn.Parameter(torch.randn(s).contiguous(memory_format=memory_format)) for s in shapes]
     reference = [p.detach().double().clone() for p in banks]
     buffers = [torch.zeros_like(p) for p in reference]
     optimizer = create_optimizer(banks, RunConfig(optimizer="muon", lr=0.1, muon_lr=0.05, momentum=0.9))
     for _ in range(3):
-        grads = [torch.randn_like(p) for p in banks]
+        grads = [torch.randn(p.shape).contiguous(memory_format=memory_format) for p in banks]
         for p, g in zip(banks, grads):
             p.grad = g
         optimizer.step()
