@@ -4,8 +4,6 @@
 
 Trains on 50,000 images and reports validation accuracy (the recipe's TTA included) and training seconds.
 --variant changes the recipe's network: `relu`, `hardswish` or `silu` put that activation where it has GELU,
-`stem-relu` only in the stem (the activation over the most elements), `stem-relu-no-bn` also drops the
-stem's batch norm (its convolution gains a bias),
 `dirac` initialises each convolution (but the first) as the identity on its first channels, as airbench does,
 `ceil` makes the last max-pool round up (7x7 -> 4x4: the default 3x3 drops the seventh row and column).
 """
@@ -42,23 +40,6 @@ def replace_gelu(model: nn.Module, activation: type[nn.Module]) -> nn.Module:
     return model
 
 
-def stem_relu(model: nn.Module) -> nn.Module:
-    """ReLU for the first GELU only: the stem's activation covers the most elements (28x28 x stem width)."""
-    first = next(m for m in model.modules() if any(isinstance(c, nn.GELU) for c in m.children()))
-    name = next(n for n, c in first.named_children() if isinstance(c, nn.GELU))
-    setattr(first, name, nn.ReLU())
-    return model
-
-
-def stem_relu_no_bn(model: nn.Module) -> nn.Module:
-    """The stem as airbench has it: a convolution with a bias straight into the activation (here ReLU), no
-    batch norm over its 28x28 outputs."""
-    conv = model[0]
-    model[0] = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, bias=True)
-    model[1] = nn.Identity()
-    return stem_relu(model)
-
-
 def dirac_init(model: nn.Module) -> nn.Module:
     for conv in model.modules():
         if isinstance(conv, nn.Conv2d) and conv.in_channels > 1:
@@ -73,8 +54,7 @@ def ceil_last_pool(model: nn.Module) -> nn.Module:
 
 
 VARIANTS = {"relu": lambda m: replace_gelu(m, nn.ReLU), "hardswish": lambda m: replace_gelu(m, nn.Hardswish),
-            "silu": lambda m: replace_gelu(m, nn.SiLU), "stem-relu": stem_relu,
-            "stem-relu-no-bn": stem_relu_no_bn, "dirac": dirac_init, "ceil": ceil_last_pool}
+            "silu": lambda m: replace_gelu(m, nn.SiLU), "dirac": dirac_init, "ceil": ceil_last_pool}
 
 
 def register_variant(model: str, variant: str) -> str:

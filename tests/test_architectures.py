@@ -44,7 +44,7 @@ def vit(patch, dim, depth, mlp_ratio):
 
 def fastnet(stem, widths):
     group = lambda i, o: conv(i, o) + bn(o) + conv(o, o) + bn(o)
-    return (conv(1, stem) + bn(stem) + group(stem, widths[0]) + group(widths[0], widths[1])
+    return (conv(1, stem, bias=True) + group(stem, widths[0]) + group(widths[0], widths[1])
             + group(widths[1], widths[2]) + linear(widths[2], 10, bias=False))
 
 

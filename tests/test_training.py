@@ -133,3 +133,16 @@ def test_bf16_precision_trains(tmp_path, fmnist, tiny_config):
     run = train(tiny_config(model="cnn", precision="bf16", train_limit=400, test_limit=200, epochs=1,
                             batch_size=50), root=tmp_path, data=fmnist, show_progress=False)
     assert run.metrics()["precision"] == "bf16"
+
+
+def test_a_run_whose_weights_no_longer_fit_its_model_gets_a_clear_error(tmp_path, fmnist, tiny_config):
+    from fashionlab.errors import RunError
+    from fashionlab.inference import load_run_model
+    from fashionlab.training.checkpoint import save_checkpoint
+
+    run = train(tiny_config(epochs=1), root=tmp_path, data=fmnist, show_progress=False)
+    record = load_checkpoint(run.model_path)
+    record["model"] = {k: v for k, v in record["model"].items() if not k.startswith("1.")}  # a layer gone
+    save_checkpoint(record, run.model_path)
+    with pytest.raises(RunError, match="do not fit the current 'ann' network.*train it again"):
+        load_run_model(run.path)

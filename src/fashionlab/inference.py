@@ -19,7 +19,12 @@ def load_run_model(run_name, root=None, device: str = "cpu") -> tuple[torch.nn.M
     run.metrics()  # raises a clear error when the run is unfinished
     record = load_checkpoint(run.model_path)
     model = create_model(record["model_name"])
-    model.load_state_dict(record["model"])
+    try:
+        model.load_state_dict(record["model"])
+    except RuntimeError:
+        # a run saved before its model's definition changed (fastnet_small lost its stem batch norm in session 10)
+        raise RunError(f"run {run.name}'s weights do not fit the current '{record['model_name']}' network "
+                       "(trained by an older fashionlab?); train it again") from None
     model = prepare_model(model, resolve_device(device)).eval()
     return model, record
 
