@@ -132,7 +132,8 @@ def main() -> None:
     print("| recipe | seeds | test accuracy (mean ± std) | min | median training s | images/s | GFLOP/s "
           "| test eval s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    recipes = [r for r in args.recipes.split(",") if r] + (["best"] if args.best_seeds else [])
+    # dict.fromkeys: `--recipes best --best-seeds 1` runs `best` once, not twice
+    recipes = list(dict.fromkeys([r for r in args.recipes.split(",") if r] + (["best"] if args.best_seeds else [])))
     with tempfile.TemporaryDirectory() as root:
         for name in recipes:
             seeds = args.best_seeds if name == "best" else (args.seeds or SEEDS[name])
