@@ -22,7 +22,7 @@ def load_run_model(run_name, root=None, device: str = "cpu") -> tuple[torch.nn.M
     try:
         model.load_state_dict(record["model"])
     except RuntimeError:
-        # a run saved before its model's definition changed (fastnet_small lost its stem batch norm in session 10)
+        # a run saved before its model's definition changed (fastnet_small lost its stem batch norm in session 11)
         raise RunError(f"run {run.name}'s weights do not fit the current '{record['model_name']}' network "
                        "(trained by an older fashionlab?); train it again") from None
     model = prepare_model(model, resolve_device(device)).eval()

@@ -21,7 +21,7 @@ RECIPES: dict[str, dict] = {
     # SGD) for ~10% more per step: 1.4 epochs (93.22%). Session 7, at 1.2 epochs: Muon on the stem too, a
     # warm-up of 15% of the steps instead of 30% and filter lr 0.03 instead of 0.02 (93.42%, 5 seeds; 92.88%
     # before); no batch-norm re-estimate at the end (running averages score the same without dropout).
-    # Session 10: airbench's stem in fastnet (no batch norm, ReLU) 93.26% vs 93.29%, 7% less per step
+    # Session 11: airbench's stem in fastnet (no batch norm, ReLU) 93.26% vs 93.29%, 7% less per step
     "fast": {
         "model": "fastnet_small", "epochs": 1.2, "batch_size": 128, "optimizer": "muon", "lr": 0.14,
         "muon_lr": 0.03, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
@@ -31,7 +31,7 @@ RECIPES: dict[str, dict] = {
     # target: >= 94.0% in <= 90 s. Validation 94.41% (6 epochs, batch 256, lr 0.2) -> 94.56% (6.2, 128, 0.14)
     # -> 94.66% with Muon on the filters in 5.5 epochs (session 6; about the same seconds) -> 94.76% with Muon
     # on the stem too (session 7; fast's 15% warm-up scored the same, 94.77%, with filter lr 0.03 94.74%);
-    # airbench's stem (session 10) 94.84% vs 94.66% on the same 3 seeds
+    # airbench's stem (session 11) 94.84% vs 94.66% on the same 3 seeds
     "standard": {
         "model": "fastnet_small", "epochs": 5.5, "batch_size": 128, "optimizer": "muon", "lr": 0.14,
         "muon_lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
@@ -41,7 +41,7 @@ RECIPES: dict[str, dict] = {
     # epochs fit the hour (50.7 min, 95.26% on test, session 9). Chosen on validation on an H200
     # (benchmarks/choose_best.py, session 9): Muon on the filters for 26 epochs 95.79% (2 seeds) beat SGD for
     # 26 (95.47%) and even SGD's former 45 (95.59%, 1 seed; ~78 min here); Muon at filter lr 0.03: 95.54%.
-    # airbench's stem (session 10, H200): 95.87% (2 seeds)
+    # airbench's stem (session 11, H200): 95.87% (2 seeds)
     "best": {
         "model": "fastnet_large", "epochs": 26, "batch_size": 256, "optimizer": "muon", "lr": 0.2,
         "muon_lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",

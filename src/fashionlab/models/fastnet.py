@@ -35,7 +35,7 @@ def conv_group(n_in: int, n_out: int) -> nn.Sequential:
 def stem_layers(n_out: int) -> list[nn.Module]:
     """The stem's output is the largest activation (28x28 x width): batch norm and GELU over it, as the other
     layers have them, cost ~7% of `fastnet_small`'s step and buy no validation accuracy in `fast`,
-    `standard` or `best` (session 10, docs/BENCHMARKS.md)."""
+    `standard` or `best` (session 11, docs/BENCHMARKS.md)."""
     return [nn.Conv2d(1, n_out, 3, padding=1, bias=True), nn.ReLU()]
 
 
