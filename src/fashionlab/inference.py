@@ -9,7 +9,7 @@ from .errors import RunError
 from .evaluation import classification_metrics, predict_proba
 from .models import create_model
 from .runs import open_run
-from .training.checkpoint import load_checkpoint
+from .training.checkpoint import load_checkpoint, load_weights_into
 from .training.precision import prepare_model, resolve_device
 
 
@@ -19,12 +19,10 @@ def load_run_model(run_name, root=None, device: str = "cpu") -> tuple[torch.nn.M
     run.metrics()  # raises a clear error when the run is unfinished
     record = load_checkpoint(run.model_path)
     model = create_model(record["model_name"])
-    try:
-        model.load_state_dict(record["model"])
-    except RuntimeError:
-        # a run saved before its model's definition changed (fastnet_small lost its stem batch norm in session 11)
-        raise RunError(f"run {run.name}'s weights do not fit the current '{record['model_name']}' network "
-                       "(trained by an older fashionlab?); train it again") from None
+    # fails for a run saved before its model's definition changed (fastnet lost its stem batch norm in session 11)
+    load_weights_into(model, record["model"],
+                      f"run {run.name}'s weights do not fit the current '{record['model_name']}' network",
+                      "was it trained by an older fashionlab? train it again")
     model = prepare_model(model, resolve_device(device)).eval()
     return model, record
 

@@ -33,6 +33,15 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
                        "fashionlab checkpoint") from None
 
 
+def load_weights_into(model: torch.nn.Module, weights: dict, problem: str, fix: str) -> None:
+    """model.load_state_dict, with torch's many-line mismatch report cut to one line that says what to do."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise RunError(f"{problem} ({first}); {fix}") from None
+
+
 def model_state(model: torch.nn.Module) -> dict:
     """A CPU copy of the weights, in the default memory format, independent of later training."""
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}

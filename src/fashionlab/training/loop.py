@@ -43,7 +43,7 @@ from ..models import count_parameters, create_model
 from ..runs import Run, create_run, open_run
 from . import distributed
 from .batchnorm import recalibrate_batchnorm
-from .checkpoint import load_checkpoint, model_state, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights_into, model_state, save_checkpoint
 from .early_stopping import EarlyStopping
 from .optim import create_optimizer, create_scheduler, total_steps
 from .precision import autocast, choose_precision, prepare_input, prepare_model, resolve_device
@@ -114,12 +114,8 @@ def load_weights(source: str | Path) -> dict:
 
 
 def _load_into(model: nn.Module, weights: dict, source) -> None:
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise RunError(f"weights from {source} do not fit this model ({first}); "
-                       "--init-from needs a run of the same model") from None
+    load_weights_into(model, weights, f"weights from {source} do not fit this model",
+                      "--init-from needs a run of the same model")
 
 
 def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config: RunConfig, progress: Progress,
