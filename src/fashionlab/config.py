@@ -37,6 +37,8 @@ class RunConfig:
     bn_recalibration: int = 50       # batches to re-estimate batch-norm statistics before each evaluation
     tta: str = "none"                # test-time augmentation: none, flip, flip-shift (evaluation.py)
     augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
+    prune: float = 0.0               # the chance to skip each well-learned image in an epoch (InfoBatch,
+    #                                  training/pruning.py); `epochs` then counts steps of full-data epochs
     low_res_size: int = 0            # progressive resizing: train the first low_res_epochs at this size (px)
     low_res_epochs: float = 0        # ... then at 28x28 (data/resize.py); 0 = always 28x28
     patience: int = 0                # early stopping patience in epochs; 0 = train all epochs
@@ -108,6 +110,8 @@ class RunConfig:
             _at_least(name, getattr(self, name), 0)
         if not 0 < self.warmup < 1:
             raise ConfigError(f"warmup must be a fraction of the steps in (0, 1), got {self.warmup}")
+        if not 0 <= self.prune < 1:
+            raise ConfigError(f"prune must be a probability in [0, 1), got {self.prune}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.val_size < TRAIN_IMAGES:

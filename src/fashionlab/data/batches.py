@@ -70,8 +70,9 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Te
 
 def iterate_batches(split: Split, batch_size: int, order: torch.Tensor | None = None, start: int = 0,
                     drop_last: bool = False, stop: int | None = None):
-    """Yield (images, labels) slices in `order`, batch numbers `start` up to `stop` (default: all)."""
-    n = len(split)
+    """Yield (images, labels) slices in `order` (all of `split`'s images or some), batch numbers `start` up to
+    `stop` (default: all)."""
+    n = len(split) if order is None else len(order)
     end = num_batches(n, batch_size, drop_last)
     for b in range(start, end if stop is None else min(stop, end)):
         if order is None:

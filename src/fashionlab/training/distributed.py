@@ -77,13 +77,14 @@ def check_batch_size(batch_size: int) -> None:
                           "(each trains on an equal shard of every batch)")
 
 
-def shard(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """This process's contiguous 1/N slice of a global batch (equal sizes, so mean losses average exactly)."""
+def shard(*batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """This process's contiguous 1/N slice of each tensor of a global batch (images, labels, image indices;
+    equal sizes, so mean losses average exactly)."""
     if not active():
-        return x, y
-    n = len(y) // world_size()
+        return batch
+    n = len(batch[0]) // world_size()
     sl = slice(rank() * n, (rank() + 1) * n)
-    return x[sl], y[sl]
+    return tuple(t[sl] for t in batch)
 
 
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -114,6 +115,18 @@ def sum_counts(*values: float) -> list[float]:
         t = t.cuda()
     dist.all_reduce(t)
     return t.cpu().tolist()
+
+
+def merge_updates(values: torch.Tensor, updated: torch.Tensor) -> torch.Tensor:
+    """`values` where any rank `updated` them, each taken from the rank that did (the mean, should several)."""
+    if not active():
+        return values
+    both = torch.stack([torch.where(updated, values, 0.0).double(), updated.double()])
+    if dist.get_backend() == "nccl":
+        both = both.cuda()
+    dist.all_reduce(both)
+    both = both.to(values.device)
+    return torch.where(both[1] > 0, both[0] / both[1].clamp_min(1), values.double()).to(values.dtype)
 
 
 def replicas_differ(model: torch.nn.Module) -> float:

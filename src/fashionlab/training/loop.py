@@ -47,6 +47,7 @@ from .checkpoint import load_checkpoint, load_weights_into, model_state, save_ch
 from .early_stopping import EarlyStopping
 from .optim import create_optimizer, create_scheduler, total_steps
 from .precision import autocast, choose_precision, prepare_input, prepare_model, resolve_device
+from .pruning import FULL_DATA_TAIL, Pruner
 
 
 class Interrupted(FashionlabError):
@@ -119,17 +120,16 @@ def _load_into(model: nn.Module, weights: dict, source) -> None:
 
 
 def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config: RunConfig, progress: Progress,
-                    precision: str, device: torch.device, stop: _StopFlag, bar: tqdm | None,
-                    steps: int | None = None) -> None:
-    """Train from `progress.step` to batch `steps` (default: the epoch's end), or until Ctrl-C; updates
-    `progress` per step."""
+                    precision: str, device: torch.device, stop: _StopFlag, bar: tqdm | None, order: torch.Tensor,
+                    first_step: int = 0, steps: int | None = None, pruner: Pruner | None = None) -> None:
+    """Train on the images of `order` from batch `progress.step` to batch `steps` (default: the end), or until
+    Ctrl-C; updates `progress` per step. `first_step`: the run's step number of the epoch's first batch."""
     model.train()
-    epoch = progress.epoch
-    order = epoch_order(len(train), config.seed, epoch)
-    steps_per_epoch = num_batches(len(train), config.batch_size, drop_last=True)
+    epoch, batch_size = progress.epoch, config.batch_size
+    steps_per_epoch = num_batches(len(train), batch_size, drop_last=True)
     low_res_until = round(config.low_res_epochs * steps_per_epoch) if config.low_res_size else 0
     totals = _StepTotals(progress, every=1 if device.type == "cpu" else GPU_SYNC_EVERY)
-    for b, (x, y) in enumerate(iterate_batches(train, config.batch_size, order, start=progress.step,
+    for b, (x, y) in enumerate(iterate_batches(train, batch_size, order, start=progress.step,
                                                drop_last=True, stop=steps), start=progress.step):
         # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
         # issue 7 (DDP): each rank draws its own random numbers (seed + rank) and takes its shard of the batch
@@ -137,14 +137,16 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
         torch.default_generator.manual_seed(step_seed)
         if device.type == "cuda":
             torch.cuda.manual_seed(step_seed)
-        x, y = distributed.shard(x, y)
+        x, y, images = distributed.shard(x, y, order[b * batch_size:(b + 1) * batch_size])
         if config.augment:
             x = apply_augment(x, config.augment, None)
-        if epoch * steps_per_epoch + b < low_res_until:  # progressive resizing (data/resize.py)
+        if first_step + b < low_res_until:  # progressive resizing (data/resize.py)
             x = downscale(x, config.low_res_size)
         with autocast(device, precision):
             logits = model(prepare_input(x, model))
         loss = criterion(logits.float(), y)
+        if pruner is not None:  # `criterion` gave each image's loss
+            loss = pruner.weigh(loss, images)
         totals.add(loss, logits, y, epoch, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -209,8 +211,9 @@ class _StepTotals:
         self.pending, self.synced = 0, True
 
 
-def _checkpoint(model, optimizer, scheduler, stopper, progress, config, precision) -> dict:
+def _checkpoint(model, optimizer, scheduler, stopper, progress, config, precision, pruner) -> dict:
     return {
+        **({"pruning": pruner.state_dict()} if pruner is not None else {}),
         "model": model_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
@@ -269,12 +272,15 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     model = prepare_model(model, device)
     steps_per_epoch = num_batches(len(train_split), config.batch_size, drop_last=True)
     steps = total_steps(config, steps_per_epoch)
-    n_epochs = math.ceil(steps / steps_per_epoch)  # the last one partial when `epochs` has a fraction
+    # the last epoch partial when `epochs` has a fraction; pruned epochs are shorter, so more of them
+    n_epochs = None if config.prune else math.ceil(steps / steps_per_epoch)
+    pruner = Pruner(len(train_split), config.prune, config.seed, device) if config.prune else None
     optimizer = create_optimizer(model.parameters(), config)
     scheduler = create_scheduler(optimizer, config, steps_per_epoch)
     stopper = EarlyStopping(config.patience, "min" if config.monitor == "val_loss" else "max", config.min_delta)
     progress = Progress()
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing,
+                                    reduction="none" if pruner is not None else "mean")
 
     if resume and run.last_checkpoint.is_file():
         ckpt = load_checkpoint(run.last_checkpoint, map_location=device)
@@ -284,6 +290,8 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
             scheduler.load_state_dict(ckpt["scheduler"])
         stopper.load_state_dict(ckpt["early_stopping"])
         progress = Progress(**ckpt["progress"])
+        if pruner is not None:
+            pruner.load_state_dict(ckpt["pruning"])
         torch.set_rng_state(ckpt["rng"].cpu())
         precision = ckpt["precision"]
         _log(f"resuming {run.name} at epoch {progress.epoch + 1}, batch {progress.step + 1}")
@@ -299,20 +307,25 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
         tensorboard = TensorBoardLog(run.path, config)
 
     show = (sys.stderr.isatty() if show_progress is None else show_progress) and distributed.is_main()
+    steps_done = lambda: pruner.steps_done if pruner else progress.epoch * steps_per_epoch  # noqa: E731
     with _StopFlag() as stop:
-        while progress.epoch < n_epochs and not stopper.should_stop:
-            epoch_steps = min(steps_per_epoch, steps - progress.epoch * steps_per_epoch)
-            bar = tqdm(total=epoch_steps, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}/"
-                       f"{n_epochs}", leave=False, disable=not show, file=sys.stderr)
+        while steps_done() < steps and not stopper.should_stop:
+            first_step = steps_done()
+            order = epoch_order(len(train_split), config.seed, progress.epoch)
+            if pruner is not None:
+                order = pruner.start_epoch(order, progress.epoch, prune=first_step < (1 - FULL_DATA_TAIL) * steps)
+            epoch_steps = min(len(order) // config.batch_size, steps - first_step)
+            bar = tqdm(total=epoch_steps, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}"
+                       + (f"/{n_epochs}" if n_epochs else ""), leave=False, disable=not show, file=sys.stderr)
             start = time.perf_counter()
             try:
                 train_one_epoch(train_model, optimizer, scheduler, criterion, train_split, config, progress, precision,
-                                device, stop, bar, epoch_steps)
+                                device, stop, bar, order, first_step, epoch_steps, pruner)
             finally:
                 bar.close()
                 progress.train_seconds += time.perf_counter() - start
             if stop.requested:
-                save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision),
+                save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision, pruner),
                                 run.last_checkpoint)
                 run.set_status("interrupted", epoch=progress.epoch, step=progress.step)
                 raise Interrupted(f"interrupted; progress saved. Continue with: fashionlab train --resume {run.path}")
@@ -320,8 +333,10 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
             progress.loss_sum, progress.correct, progress.seen = distributed.sum_counts(
                 progress.loss_sum, progress.correct, progress.seen)
             distributed.sync_buffers(model)
+            if pruner is not None:
+                pruner.end_epoch(progress.step)
             _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
-                       device)
+                       device, pruner)
             row = progress.history[-1]
             if tensorboard is not None:
                 tensorboard.log_epoch(row)
@@ -333,19 +348,21 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     if not distributed.is_main():
         return run
     test_split = splits.test.to(device)
-    epochs_run = min(progress.epoch * steps_per_epoch, steps) / steps_per_epoch  # 2.5 for a half last epoch
+    epochs_run = min(steps_done(), steps) / steps_per_epoch  # 2.5 for a half last epoch
     _finish(model, config, precision, progress, stopper, run, test_split, device, epochs_run,
-            stopped_early=progress.epoch < n_epochs, calibrate_on=train_split if val_split is None else None)
+            stopped_early=steps_done() < steps, calibrate_on=train_split if val_split is None else None)
     if tensorboard is not None:
         tensorboard.log_result(run, test_split)
     return run
 
 
 def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
-               device):
+               device, pruner):
     row = {"epoch": progress.epoch + 1,
            "train_loss": progress.loss_sum / max(1, progress.seen),
            "train_accuracy": progress.correct / max(1, progress.seen)}
+    if pruner is not None:  # how many images the epoch kept
+        row["images"] = progress.seen
     if val_split is not None:
         _recalibrate(model, train_split, config, precision, device, progress)
         val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device,
@@ -356,7 +373,7 @@ def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision
     row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(progress.train_seconds, 3))
     progress.history.append(row)
     progress.epoch, progress.step, progress.loss_sum, progress.correct, progress.seen = progress.epoch + 1, 0, 0.0, 0, 0
-    save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision),
+    save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision, pruner),
                     run.last_checkpoint)
     run.write_history(progress.history)
     _log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

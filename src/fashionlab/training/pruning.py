@@ -1,0 +1,72 @@
+"""Skip images the network has already learned: InfoBatch (Qin et al., ICLR 2024) on in-memory batches.
+
+Every training image keeps its latest training loss as a score (free: the step computes it anyway). At the
+start of each epoch after the first, each image scoring below the mean is skipped with probability `prune`;
+the well-learned images that stay have their loss scaled by 1 / (1 - prune), so the expected gradient is
+unchanged. The last `FULL_DATA_TAIL` of the steps see every image (InfoBatch's annealing).
+
+A run's length stays `epochs` x (steps of a full-data epoch), so the schedule is fixed before the first
+step: the steps pruning saves buy more passes over the images still being learned, and a recipe that prunes
+is given fewer `epochs` (the `standard` recipe: docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import distributed
+
+FULL_DATA_TAIL = 0.125  # InfoBatch's default: its delta = 0.875 of training prunes, the rest does not
+
+
+class Pruner:
+    def __init__(self, n: int, probability: float, seed: int, device: torch.device):
+        self.probability, self.seed = probability, seed
+        self.scores = torch.zeros(n, device=device)    # each image's latest training loss
+        self.trained = torch.zeros(n, dtype=torch.bool, device=device)  # in the current epoch (DDP merge)
+        self.weights = torch.ones(n, device=device)    # the current epoch's loss weight of each image
+        self.order: torch.Tensor | None = None         # the current epoch's images, in order; None between epochs
+        self.epoch_steps: list[int] = []               # steps of each finished epoch
+
+    @property
+    def steps_done(self) -> int:
+        """Steps of the finished epochs."""
+        return sum(self.epoch_steps)
+
+    def start_epoch(self, order: torch.Tensor, epoch: int, prune: bool) -> torch.Tensor:
+        """The epoch's images: `order` less the skipped ones. Kept as it was when resuming mid-epoch."""
+        if self.order is not None:
+            return self.order
+        self.weights.fill_(1.0)
+        if epoch > 0 and prune:
+            scores = self.scores.cpu()
+            learned = scores < scores.mean()
+            draw = torch.rand(len(scores), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+            skipped = learned & (draw < self.probability)
+            self.weights[(learned & ~skipped).to(self.weights.device)] = 1 / (1 - self.probability)
+            order = order[~skipped[order]]
+        self.order = order
+        return order
+
+    def weigh(self, losses: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The step's loss from per-image `losses` of `images` (indices), remembering them as scores."""
+        self.scores[images] = losses.detach()
+        self.trained[images] = True
+        return (losses * self.weights[images]).mean()
+
+    def end_epoch(self, steps: int) -> None:
+        # issue 7 (DDP): each rank scored its own shard of every batch; every rank needs all scores to skip alike
+        self.scores = distributed.merge_updates(self.scores, self.trained)
+        self.trained.zero_()
+        self.epoch_steps.append(steps)
+        self.order = None
+
+    def state_dict(self) -> dict:
+        return {"scores": self.scores.cpu(), "trained": self.trained.cpu(), "weights": self.weights.cpu(),
+                "order": self.order, "epoch_steps": list(self.epoch_steps)}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.scores.device
+        self.scores, self.trained = state["scores"].to(device), state["trained"].to(device)
+        self.weights, self.order = state["weights"].to(device), state["order"]
+        self.epoch_steps = list(state["epoch_steps"])
