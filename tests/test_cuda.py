@@ -68,9 +68,10 @@ def test_a_gpu_run_finishes_and_its_weights_evaluate_the_same_on_the_cpu(tmp_pat
     assert abs(on_cpu["accuracy"] - on_gpu["accuracy"]) <= 0.003  # bf16 kernels differ: a few images may flip
 
 
-def test_a_gpu_run_resumes_after_ctrl_c(tmp_path, fmnist, tiny_config, ctrl_c_at):
+@pytest.mark.parametrize("prune", [0, 0.7])  # 0.7: stopped inside a pruned epoch, its scores on the GPU
+def test_a_gpu_run_resumes_after_ctrl_c(tmp_path, fmnist, tiny_config, ctrl_c_at, prune):
     settings = dict(model="ann_bn", device="cuda", precision="fp32", epochs=2, augment="flip,erase",
-                    optimizer="adamw", scheduler="onecycle")
+                    optimizer="adamw", scheduler="onecycle", prune=prune)
     straight = train(tiny_config(name="straight", **settings), root=tmp_path, data=fmnist, show_progress=False)
     ctrl_c_at(1, 5)
     with pytest.raises(Interrupted, match="--resume"):

@@ -46,6 +46,16 @@ def test_the_first_epoch_and_the_full_data_tail_keep_every_image():
     assert (pruner.weights == 1).all()
 
 
+def test_an_epoch_that_would_keep_less_than_a_batch_skips_nothing():
+    """Else it would take no step, and the run would never reach its step count."""
+    pruner = Pruner(1000, 0.7, seed=0, device=torch.device("cpu"), batch_size=900)
+    pruner.start_epoch(torch.arange(1000), epoch=0, prune=True)
+    pruner.weigh(torch.cat([torch.full((500,), 0.1), torch.full((500,), 2.0)]), torch.arange(1000))
+    pruner.end_epoch(steps=1)
+    assert len(pruner.start_epoch(torch.arange(1000), epoch=1, prune=True)) == 1000
+    assert (pruner.weights == 1).all()
+
+
 def test_a_pruned_run_takes_the_steps_of_its_epochs_in_more_shorter_epochs(tmp_path, fmnist, tiny_config,
                                                                            monkeypatch):
     """epochs=3 at 20 batches an epoch: 60 steps; the epochs after the first skip images, the last 12.5% of the

@@ -274,7 +274,7 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     steps = total_steps(config, steps_per_epoch)
     # the last epoch partial when `epochs` has a fraction; pruned epochs are shorter, so more of them
     n_epochs = None if config.prune else math.ceil(steps / steps_per_epoch)
-    pruner = Pruner(len(train_split), config.prune, config.seed, device) if config.prune else None
+    pruner = Pruner(len(train_split), config.prune, config.seed, device, config.batch_size) if config.prune else None
     optimizer = create_optimizer(model.parameters(), config)
     scheduler = create_scheduler(optimizer, config, steps_per_epoch)
     stopper = EarlyStopping(config.patience, "min" if config.monitor == "val_loss" else "max", config.min_delta)

@@ -20,8 +20,8 @@ FULL_DATA_TAIL = 0.125  # InfoBatch's default: its delta = 0.875 of training pru
 
 
 class Pruner:
-    def __init__(self, n: int, probability: float, seed: int, device: torch.device):
-        self.probability, self.seed = probability, seed
+    def __init__(self, n: int, probability: float, seed: int, device: torch.device, batch_size: int = 1):
+        self.probability, self.seed, self.batch_size = probability, seed, batch_size
         self.scores = torch.zeros(n, device=device)    # each image's latest training loss
         self.trained = torch.zeros(n, dtype=torch.bool, device=device)  # in the current epoch (DDP merge)
         self.weights = torch.ones(n, device=device)    # the current epoch's loss weight of each image
@@ -34,7 +34,8 @@ class Pruner:
         return sum(self.epoch_steps)
 
     def start_epoch(self, order: torch.Tensor, epoch: int, prune: bool) -> torch.Tensor:
-        """The epoch's images: `order` less the skipped ones. Kept as it was when resuming mid-epoch."""
+        """The epoch's images: `order` less the skipped ones, or all of them where that would leave less than a
+        batch (the epoch would take no step). Kept as it was when resuming mid-epoch."""
         if self.order is not None:
             return self.order
         self.weights.fill_(1.0)
@@ -43,13 +44,15 @@ class Pruner:
             learned = scores < scores.mean()
             draw = torch.rand(len(scores), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
             skipped = learned & (draw < self.probability)
-            self.weights[(learned & ~skipped).to(self.weights.device)] = 1 / (1 - self.probability)
-            order = order[~skipped[order]]
+            if len(order) - int(skipped[order].sum()) >= self.batch_size:
+                self.weights[(learned & ~skipped).to(self.weights.device)] = 1 / (1 - self.probability)
+                order = order[~skipped[order]]
         self.order = order
         return order
 
     def weigh(self, losses: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """The step's loss from per-image `losses` of `images` (indices), remembering them as scores."""
+        images = images.to(self.scores.device, non_blocking=True)
         self.scores[images] = losses.detach()
         self.trained[images] = True
         return (losses * self.weights[images]).mean()
