@@ -58,8 +58,8 @@ def test_an_epoch_that_would_keep_less_than_a_batch_skips_nothing():
 
 def test_a_pruned_run_takes_the_steps_of_its_epochs_in_more_shorter_epochs(tmp_path, fmnist, tiny_config,
                                                                            monkeypatch):
-    """epochs=3 at 20 batches an epoch: 60 steps; the epochs after the first skip images, the last 12.5% of the
-    steps (from step 52.5) see all 2,000."""
+    """epochs=3 at 20 batches an epoch: 60 steps; the epochs after the first skip images, but one that starts in
+    the last 12.5% of the steps (from step 52.5) keeps all 2,000."""
     steps = []
     real = loop.derive_seed
     monkeypatch.setattr(loop, "derive_seed", lambda seed, epoch, step: steps.append((epoch, step)) or

@@ -3,7 +3,8 @@
 Every training image keeps its latest training loss as a score (free: the step computes it anyway). At the
 start of each epoch after the first, each image scoring below the mean is skipped with probability `prune`;
 the well-learned images that stay have their loss scaled by 1 / (1 - prune), so the expected gradient is
-unchanged. The last `FULL_DATA_TAIL` of the steps see every image (InfoBatch's annealing).
+unchanged. An epoch that starts in the last `FULL_DATA_TAIL` of the steps keeps every image (InfoBatch's
+annealing; it decides by epoch, as here).
 
 A run's length stays `epochs` x (steps of a full-data epoch), so the schedule is fixed before the first
 step: the steps pruning saves buy more passes over the images still being learned, and a recipe that prunes
