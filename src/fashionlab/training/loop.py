@@ -144,12 +144,10 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
             x = downscale(x, config.low_res_size)
         with autocast(device, precision):
             logits = model(prepare_input(x, model))
-        loss = criterion(logits.float(), y)
+        loss = reported = criterion(logits.float(), y)
         if pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
-            totals.add(loss.detach().mean(), logits, y, epoch, b)
-            loss = pruner.weigh(loss, images)
-        else:
-            totals.add(loss, logits, y, epoch, b)
+            reported, loss = loss.detach().mean(), pruner.weigh(loss, images)
+        totals.add(reported, logits, y, epoch, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

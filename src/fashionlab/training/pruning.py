@@ -27,12 +27,7 @@ class Pruner:
         self.trained = torch.zeros(n, dtype=torch.bool, device=device)  # in the current epoch (DDP merge)
         self.weights = torch.ones(n, device=device)    # the current epoch's loss weight of each image
         self.order: torch.Tensor | None = None         # the current epoch's images, in order; None between epochs
-        self.epoch_steps: list[int] = []               # steps of each finished epoch
-
-    @property
-    def steps_done(self) -> int:
-        """Steps of the finished epochs."""
-        return sum(self.epoch_steps)
+        self.steps_done = 0                             # steps of the finished epochs
 
     def start_epoch(self, order: torch.Tensor, epoch: int, prune: bool) -> torch.Tensor:
         """The epoch's images: `order` less the skipped ones, or all of them where that would leave less than a
@@ -62,15 +57,15 @@ class Pruner:
         # issue 7 (DDP): each rank scored its own shard of every batch; every rank needs all scores to skip alike
         self.scores = distributed.merge_updates(self.scores, self.trained)
         self.trained.zero_()
-        self.epoch_steps.append(steps)
+        self.steps_done += steps
         self.order = None
 
     def state_dict(self) -> dict:
         return {"scores": self.scores.cpu(), "trained": self.trained.cpu(), "weights": self.weights.cpu(),
-                "order": self.order, "epoch_steps": list(self.epoch_steps)}
+                "order": self.order, "steps_done": self.steps_done}
 
     def load_state_dict(self, state: dict) -> None:
         device = self.scores.device
         self.scores, self.trained = state["scores"].to(device), state["trained"].to(device)
         self.weights, self.order = state["weights"].to(device), state["order"]
-        self.epoch_steps = list(state["epoch_steps"])
+        self.steps_done = state["steps_done"]
