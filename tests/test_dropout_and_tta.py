@@ -24,6 +24,16 @@ def test_dropout_keeps_one_minus_p_and_preserves_the_mean(p):
     assert kept.float().mean((0, 2, 3)).std() < 0.01 and kept.float().mean((0, 1, 3)).std() < 0.01
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_dropout_keeps_the_scale_rounded_to_the_dtype(dtype):
+    torch.manual_seed(2)
+    y = Dropout(0.3)(torch.ones(4000, dtype=dtype))
+    assert y.dtype == dtype
+    kept = 65536 / (65536 - round(0.3 * 65536))  # p is rounded to a multiple of 1/65536
+    assert set(y.unique().tolist()) == {0.0, torch.tensor(kept, dtype=dtype).item()}
+    assert abs((y != 0).float().mean().item() - 0.7) < 0.03
+
+
 def test_dropout_gradient_is_the_mask_and_eval_is_identity():
     torch.manual_seed(1)
     x = torch.randn(40, 50, requires_grad=True)
