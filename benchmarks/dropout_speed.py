@@ -1,0 +1,107 @@
+"""What dropout costs in the seed CNN's training step, and where a mask's time goes.
+
+    python benchmarks/dropout_speed.py [--rounds 3] [--steps 4]
+
+(1) The seed CNN's bf16 training step (batch 128, channels_last, fashionlab's Adam) with torch's nn.Dropout,
+with fashionlab's Dropout (models/dropout.py) and with no dropout at all (the floor), timed in interleaved
+rounds so that a slow minute hits all three; medians. (2) The pieces of a mask for one 128x128x28x28 bf16
+feature map (the CNN's largest), each timed alone: the random bits from torch's generator and from numpy's
+SFC64, torch's int16 compare and bool-to-bf16 cast, numpy's compare-and-multiply to bit patterns, and the
+bf16 multiply that applies a mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from epoch_speed import step_fn, with_torch_dropout
+from machine import describe
+from torch import nn
+
+from fashionlab.models import create_model
+from fashionlab.training.precision import prepare_model
+
+BATCH = 128
+
+
+def without_dropout(model: nn.Module) -> nn.Module:
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.Dropout):
+                setattr(module, name, nn.Identity())
+    return model
+
+
+def step_times(rounds: int, steps: int) -> dict[str, float]:
+    variants = {"torch nn.Dropout": with_torch_dropout, "fashionlab Dropout": lambda m: m,
+                "no dropout (floor)": without_dropout}
+    x, y = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    steppers = {}
+    for name, change in variants.items():
+        torch.manual_seed(0)
+        steppers[name] = step_fn(prepare_model(change(create_model("cnn")), torch.device("cpu")), "bf16", True)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, step in steppers.items():
+            for _ in range(2):  # warm-up: the first steps allocate
+                step(x, y)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(x, y)
+            times[name].append((time.perf_counter() - start) / steps * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def median_ms(fn, repeats: int = 10) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def mask_pieces() -> list[tuple[str, float]]:
+    x = torch.randn(BATCH, 128, 28, 28).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    n = x.numel()
+    bits = np.random.SFC64(0).random_raw(n // 4).view(np.int16)
+    torch_bits = torch.from_numpy(bits)
+    threshold = round(0.2 * 65536) - 32768
+    torch_keep = (torch_bits >= threshold).view(x.shape)
+    mask = torch.from_numpy(np.multiply(bits >= threshold, np.int16(0x3FA0), dtype=np.int16)).view(torch.bfloat16)
+    mask = mask.as_strided(x.size(), x.stride())
+    return [
+        ("torch.randint, full 64-bit range (n/4 words)",
+         median_ms(lambda: torch.randint(-2**63, 2**63 - 1, (n // 4,), dtype=torch.int64))),
+        ("numpy SFC64 random_raw (n/4 words)", median_ms(lambda: np.random.SFC64(1).random_raw(n // 4))),
+        ("torch int16 >= threshold -> bool", median_ms(lambda: torch_bits >= threshold)),
+        ("torch bool -> bf16", median_ms(lambda: torch_keep.to(torch.bfloat16))),
+        ("numpy int16 >= threshold, times the bf16 pattern of 1.25",
+         median_ms(lambda: np.multiply(bits >= threshold, np.int16(0x3FA0), dtype=np.int16))),
+        ("torch bf16 map x bf16 mask", median_ms(lambda: x * mask)),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args()
+    print(f"# {describe()}; seed CNN, batch {BATCH}, bf16 autocast, channels_last")
+    print("| seed CNN training step with | ms (median of rounds) |")
+    print("|---|---:|")
+    for name, ms in step_times(args.rounds, args.steps).items():
+        print(f"| {name} | {ms:.0f} |", flush=True)
+    print(f"\n| one mask for a {BATCH}x128x28x28 bf16 map (n = {BATCH * 128 * 28 * 28:,}), p = 0.2 | ms |")
+    print("|---|---:|")
+    for name, ms in mask_pieces():
+        print(f"| {name} | {ms:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
