@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 from epoch_speed import step_fn, with_torch_dropout
+from layer_costs import median_ms
 from machine import describe
 from torch import nn
 
@@ -26,6 +27,7 @@ from fashionlab.models import create_model
 from fashionlab.training.precision import prepare_model
 
 BATCH = 128
+REPEATS = 10  # timings of each mask piece (after three warm-up calls)
 
 
 def without_dropout(model: nn.Module) -> nn.Module:
@@ -56,16 +58,6 @@ def step_times(rounds: int, steps: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def median_ms(fn, repeats: int = 10) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 def mask_pieces() -> list[tuple[str, float]]:
     x = torch.randn(BATCH, 128, 28, 28).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
     n = x.numel()
@@ -77,13 +69,13 @@ def mask_pieces() -> list[tuple[str, float]]:
     mask = mask.as_strided(x.size(), x.stride())
     return [
         ("torch.randint, full 64-bit range (n/4 words)",
-         median_ms(lambda: torch.randint(-2**63, 2**63 - 1, (n // 4,), dtype=torch.int64))),
-        ("numpy SFC64 random_raw (n/4 words)", median_ms(lambda: np.random.SFC64(1).random_raw(n // 4))),
-        ("torch int16 >= threshold -> bool", median_ms(lambda: torch_bits >= threshold)),
-        ("torch bool -> bf16", median_ms(lambda: torch_keep.to(torch.bfloat16))),
+         median_ms(lambda: torch.randint(-2**63, 2**63 - 1, (n // 4,), dtype=torch.int64), REPEATS)),
+        ("numpy SFC64 random_raw (n/4 words)", median_ms(lambda: np.random.SFC64(1).random_raw(n // 4), REPEATS)),
+        ("torch int16 >= threshold -> bool", median_ms(lambda: torch_bits >= threshold, REPEATS)),
+        ("torch bool -> bf16", median_ms(lambda: torch_keep.to(torch.bfloat16), REPEATS)),
         ("numpy int16 >= threshold, times the bf16 pattern of 1.25",
-         median_ms(lambda: np.multiply(bits >= threshold, np.int16(0x3FA0), dtype=np.int16))),
-        ("torch bf16 map x bf16 mask", median_ms(lambda: x * mask)),
+         median_ms(lambda: np.multiply(bits >= threshold, np.int16(0x3FA0), dtype=np.int16), REPEATS)),
+        ("torch bf16 map x bf16 mask", median_ms(lambda: x * mask, REPEATS)),
     ]
 
 
