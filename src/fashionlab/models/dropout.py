@@ -6,9 +6,9 @@ takes four 16-bit uniform integers from each 64-bit word of numpy's SFC64 genera
 default generator, so `torch.manual_seed` still fixes every mask) and keeps an element where its integer is
 above a threshold: the same inverted dropout (keep with probability 1 - p, scale the kept values by
 1 / keep), p rounded to a multiple of 1/65536. numpy builds the mask too, as the bit pattern of
-"0 or the scale" in x's dtype: torch's CPU kernels for int16 compares and bool casts are not vectorised,
-and on those maps they cost more than the random numbers (session 13, docs/BENCHMARKS.md). On other
-devices it is nn.Dropout.
+"0 or the scale" in x's dtype: torch's CPU int16 compare and bool-to-float cast are slow, together about
+as slow as torch drawing the bits (benchmarks/dropout_speed.py, docs/BENCHMARKS.md "Session 13"). On
+other devices it is nn.Dropout.
 """
 
 from __future__ import annotations
