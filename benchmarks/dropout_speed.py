@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from epoch_speed import step_fn, with_torch_dropout
+from epoch_speed import replace_dropouts, step_fn, with_torch_dropout
 from layer_costs import median_ms
 from machine import describe
 from torch import nn
@@ -31,11 +31,7 @@ REPEATS = 10  # timings of each mask piece (after three warm-up calls)
 
 
 def without_dropout(model: nn.Module) -> nn.Module:
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.Dropout):
-                setattr(module, name, nn.Identity())
-    return model
+    return replace_dropouts(model, lambda layer: nn.Identity())
 
 
 def step_times(rounds: int, steps: int) -> dict[str, float]:

@@ -85,13 +85,18 @@ def training_images(data) -> tuple[np.ndarray, np.ndarray]:
     return data.train_images[train_idx], data.train_labels[train_idx]
 
 
-def with_torch_dropout(model: nn.Module) -> nn.Module:
-    """`model` with torch's own nn.Dropout in place of fashionlab's (models/dropout.py), as plain code has it."""
+def replace_dropouts(model: nn.Module, make) -> nn.Module:
+    """`model` with every dropout layer (torch's or fashionlab's) replaced by `make(layer)`."""
     for module in list(model.modules()):
         for name, child in module.named_children():
-            if isinstance(child, nn.Dropout) and type(child) is not nn.Dropout:
-                setattr(module, name, nn.Dropout(child.p))
+            if isinstance(child, nn.Dropout):
+                setattr(module, name, make(child))
     return model
+
+
+def with_torch_dropout(model: nn.Module) -> nn.Module:
+    """`model` with torch's own nn.Dropout in place of fashionlab's (models/dropout.py), as plain code has it."""
+    return replace_dropouts(model, lambda layer: nn.Dropout(layer.p))
 
 
 def dataloader_epoch(model, images: np.ndarray, labels: np.ndarray, precision) -> float:

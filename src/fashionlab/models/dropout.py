@@ -13,6 +13,8 @@ other devices it is nn.Dropout.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -40,7 +42,13 @@ def _mask(n: int, dropped: int, dtype: torch.dtype) -> torch.Tensor:
     """n values of `dtype`: 0 with probability dropped / 65536, else 65536 / (65536 - dropped)."""
     seed = int(torch.randint(0, 2**63 - 1, ()))
     bits = np.random.SFC64(seed).random_raw(-(-n // 4)).view(np.int16)[:n]
-    torch_int, np_int = _BITS[torch.finfo(dtype).bits // 8]
-    kept_value = torch.tensor(_LEVELS / (_LEVELS - dropped), dtype=dtype).view(torch_int).item()
-    mask = np.multiply(bits >= dropped - _LEVELS // 2, np_int(kept_value), dtype=np_int)
+    kept_value = _kept_bit_pattern(dropped, dtype)
+    mask = np.multiply(bits >= dropped - _LEVELS // 2, kept_value, dtype=kept_value.dtype)
     return torch.from_numpy(mask).view(dtype)
+
+
+@functools.cache
+def _kept_bit_pattern(dropped: int, dtype: torch.dtype) -> np.integer:
+    """The bits of 65536 / (65536 - dropped) rounded to `dtype`, as a numpy integer of the same width."""
+    torch_int, np_int = _BITS[torch.finfo(dtype).bits // 8]
+    return np_int(torch.tensor(_LEVELS / (_LEVELS - dropped), dtype=dtype).view(torch_int).item())
