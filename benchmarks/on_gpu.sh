@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The GPU path on a CUDA machine whose python3 already holds torch (no venv, no network): the CUDA tests,
-# `best`'s settings chosen on validation and the choice scored on test, then `fast` and `standard` on the GPU.
-#   FASHIONLAB_DATA=/path/to/fashion-mnist bash benchmarks/on_gpu.sh [output folder]
+# The GPU path on a CUDA machine whose python3 already holds torch (no venv, no network): the CUDA tests, the
+# same-seed and resume tests on the host's CPU, then `best`'s settings chosen on validation (choose_best.py)
+# and the choice scored on test; about 8 minutes on an H200 (session 14). `fast` and `standard` on the GPU:
+#   python3 benchmarks/time_to_accuracy.py --device cuda --recipes fast,standard --cnn-steps 0
+# Usage: FASHIONLAB_DATA=/path/to/fashion-mnist bash benchmarks/on_gpu.sh [output folder]
 # Needs numpy, scikit-learn, matplotlib, tqdm, pillow and pytest beside torch (the optional servers are not imported).
 set -uo pipefail
 out=$(realpath "${1:-.}")
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -15 | tee "$out/gpu_tests.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu_tests.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -4 | tee -a "$out/gpu_tests.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_training.py::test_same_seed_same_numbers \
+    tests/test_muon.py::test_muon_run_resumes_exactly 2>&1 | grep "passed\|failed\|^E " | head -20 \
+    | tee -a "$out/gpu_tests.txt"
 cd benchmarks
-python3 choose_best.py --device cuda --budget-seconds 300 2>&1 | grep --line-buffered -v "^epoch=\|: test accuracy" \
-    | tee "$out/choose_best.txt"
-python3 time_to_accuracy.py --device cuda --recipes fast,standard --cnn-steps 0 2>&1 | tee "$out/gpu_recipes.txt"
+python3 choose_best.py --device cuda --seeds 2 --budget-seconds 330 2>&1 \
+    | grep --line-buffered -v "^epoch=\|: test accuracy" | tee "$out/choose_best.txt"
