@@ -24,6 +24,7 @@ from machine import describe
 from torch import nn
 
 from fashionlab.models import create_model
+from fashionlab.models.dropout import _kept_bit_pattern
 from fashionlab.training.precision import prepare_model
 
 BATCH = 128
@@ -59,9 +60,11 @@ def mask_pieces() -> list[tuple[str, float]]:
     n = x.numel()
     bits = np.random.SFC64(0).random_raw(n // 4).view(np.int16)
     torch_bits = torch.from_numpy(bits)
-    threshold = round(0.2 * 65536) - 32768
+    dropped = round(0.2 * 65536)
+    threshold = dropped - 32768
+    kept_value = _kept_bit_pattern(dropped, torch.bfloat16)  # the bf16 bits of 1.25, as models/dropout.py builds it
     torch_keep = (torch_bits >= threshold).view(x.shape)
-    mask = torch.from_numpy(np.multiply(bits >= threshold, np.int16(0x3FA0), dtype=np.int16)).view(torch.bfloat16)
+    mask = torch.from_numpy(np.multiply(bits >= threshold, kept_value, dtype=np.int16)).view(torch.bfloat16)
     mask = mask.as_strided(x.size(), x.stride())
     return [
         ("torch.randint, full 64-bit range (n/4 words)",
@@ -70,7 +73,7 @@ def mask_pieces() -> list[tuple[str, float]]:
         ("torch int16 >= threshold -> bool", median_ms(lambda: torch_bits >= threshold, REPEATS)),
         ("torch bool -> bf16", median_ms(lambda: torch_keep.to(torch.bfloat16), REPEATS)),
         ("numpy int16 >= threshold, times the bf16 pattern of 1.25",
-         median_ms(lambda: np.multiply(bits >= threshold, np.int16(0x3FA0), dtype=np.int16), REPEATS)),
+         median_ms(lambda: np.multiply(bits >= threshold, kept_value, dtype=np.int16), REPEATS)),
         ("torch bf16 map x bf16 mask", median_ms(lambda: x * mask, REPEATS)),
     ]
 
