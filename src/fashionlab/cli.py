@@ -13,7 +13,7 @@ from .errors import ConfigError, FashionlabError
 # help for each RunConfig field that becomes a `train` flag
 TRAIN_HELP = {
     "name": "run directory name under the runs folder (default: MODEL-TIMESTAMP)",
-    "model": "network name; 'fashionlab models' lists them",
+    "model": "network name; 'fashionlab models' lists them; NAME-xK trains an ensemble of K of them",
     "epochs": "number of epochs; a fraction trains part of a last epoch (e.g. 2.5)",
     "batch_size": "training batch size",
     "optimizer": "adam, adamw, rmsprop, sgd, adagrad or muon (Muon for convolution filters, SGD for the rest)",

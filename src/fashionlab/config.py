@@ -83,13 +83,12 @@ class RunConfig:
     def validate(self) -> None:
         """Reject settings that cannot work, before anything runs."""
         from .data.augment import parse_augment
-        from .models import MODELS
+        from .models import check_model_name
         from .recipes import RECIPES
 
         if self.recipe is not None and self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe '{self.recipe}'; choose from {', '.join(RECIPES)}")
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model '{self.model}'; choose from {', '.join(sorted(MODELS))}")
+        check_model_name(self.model)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("precision", self.precision, PRECISIONS)

@@ -46,7 +46,8 @@ def models_table() -> str:
     for name, (factory, description) in MODELS.items():
         model = factory()
         rows.append([name, f"{count_parameters(model):,}", f"{flops_per_image(model) / 1e6:,.1f}", description])
-    return format_table(["model", "parameters", "MFLOPs/image", "description"], rows, "lrrl")
+    return (format_table(["model", "parameters", "MFLOPs/image", "description"], rows, "lrrl")
+            + "\nNAME-xK: an ensemble of K copies of NAME, trained side by side (K times its parameters and FLOPs)")
 
 
 def per_class_table(metrics: dict) -> str:

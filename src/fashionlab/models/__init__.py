@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cnn import cnn
+from .ensemble import Ensemble, split_ensemble_name
 from .fastnet import fastnet, fastnet_large, fastnet_small, mlp_wide
 from .inception import googlenet
 from .mlp import ann, ann_batchnorm, ann_bn, ann_dropout
@@ -45,9 +46,23 @@ def register(name: str, description: str):
     return wrap
 
 
+def check_model_name(name: str) -> None:
+    """Raise a one-line ConfigError unless `name` is a registered network or an ensemble of one (NAME-xK)."""
+    ensemble = split_ensemble_name(name)
+    if ensemble and ensemble[0] in MODELS:
+        if not 2 <= ensemble[1] <= 16:
+            raise ConfigError(f"ensemble '{name}' needs 2 to 16 members, e.g. {ensemble[0]}-x2")
+    elif name not in MODELS:
+        raise ConfigError(f"unknown model '{name}'; choose from {', '.join(sorted(MODELS))} "
+                          "(or an ensemble of K copies of one: NAME-xK)")
+
+
 def create_model(name: str) -> nn.Module:
-    if name not in MODELS:
-        raise ConfigError(f"unknown model '{name}'; choose from {', '.join(sorted(MODELS))}")
+    """The network called `name`; `NAME-xK` is an ensemble of K NAMEs (models/ensemble.py)."""
+    check_model_name(name)
+    ensemble = split_ensemble_name(name)
+    if ensemble and ensemble[0] in MODELS:
+        return Ensemble([create_model(ensemble[0]) for _ in range(ensemble[1])])
     return MODELS[name][0]()
 
 
@@ -72,4 +87,5 @@ def is_convolutional(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-__all__ = ["MODELS", "count_parameters", "create_model", "flops_per_image", "is_convolutional", "register"]
+__all__ = ["MODELS", "Ensemble", "check_model_name", "count_parameters", "create_model", "flops_per_image",
+           "is_convolutional", "register"]

@@ -40,6 +40,7 @@ from ..data import (
 from ..errors import FashionlabError, RunError, TrainingDiverged
 from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
 from ..models import count_parameters, create_model
+from ..models.ensemble import member_losses
 from ..runs import Run, create_run, open_run
 from . import distributed
 from .batchnorm import recalibrate_batchnorm
@@ -144,9 +145,9 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
             x = downscale(x, config.low_res_size)
         with autocast(device, precision):
             logits = model(prepare_input(x, model))
-        loss = reported = criterion(logits.float(), y)
+        loss, reported, logits = member_losses(criterion, logits.float(), y)
         if pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
-            reported, loss = loss.detach().mean(), pruner.weigh(loss, images)
+            reported, loss = reported.mean(), pruner.weigh(loss, images)
         totals.add(reported, logits, y, epoch, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

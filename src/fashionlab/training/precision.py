@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import is_convolutional
+from ..models.ensemble import member_losses
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,7 +56,7 @@ def _seconds_per_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precis
 
     def step():
         with autocast(device, precision):
-            loss = nn.functional.cross_entropy(trial(x), y)
+            loss = member_losses(nn.functional.cross_entropy, trial(x), y)[0]  # an ensemble's too
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
