@@ -49,8 +49,10 @@ RECIPES: dict[str, dict] = {
     # airbench's stem (session 11, H200): 95.87% (2 seeds). Session 14 (H200, choose_best.py, seeds 0-1): with
     # standard's pruning (prune=0.7) 95.90% vs 95.83% for the same seeds unpruned (chosen, within the seeds'
     # spread); wider networks in the same CPU time scored no better (32-80-320-320 for 18 epochs' steps 95.84%,
-    # 32-96-384-384 for 13 95.91% on one seed). On machine B's CPU, test: 95.79% ± 0.06% in 48 min (seeds 0-1)
-    # against 95.40% ± 0.26% unpruned
+    # 32-96-384-384 for 13 95.91% on one seed). On machine B's CPU, test: 95.75% ± 0.08% in 48 min (seeds 0-2)
+    # against 95.40% ± 0.26% unpruned (seeds 0-1). Session 15 (machine B, validation, seed 0): an ensemble of two
+    # for 13 epochs' steps each (fastnet_large-x2, the same time) 95.80%, one network for 13 alone 95.75%: no gain
+    # over one network for 26
     "best": {
         "model": "fastnet_large", "epochs": 26, "prune": 0.7, "batch_size": 256, "optimizer": "muon", "lr": 0.2,
         "muon_lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
