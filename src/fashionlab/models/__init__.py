@@ -48,22 +48,23 @@ def register(name: str, description: str):
 
 def check_model_name(name: str) -> None:
     """Raise a one-line ConfigError unless `name` is a registered network or an ensemble of one (NAME-xK)."""
+    if name in MODELS:
+        return
     ensemble = split_ensemble_name(name)
-    if ensemble and ensemble[0] in MODELS:
-        if not 2 <= ensemble[1] <= 16:
-            raise ConfigError(f"ensemble '{name}' needs 2 to 16 members, e.g. {ensemble[0]}-x2")
-    elif name not in MODELS:
+    if not ensemble or ensemble[0] not in MODELS:
         raise ConfigError(f"unknown model '{name}'; choose from {', '.join(sorted(MODELS))} "
                           "(or an ensemble of K copies of one: NAME-xK)")
+    if not 2 <= ensemble[1] <= 16:
+        raise ConfigError(f"ensemble '{name}' needs 2 to 16 members, e.g. {ensemble[0]}-x2")
 
 
 def create_model(name: str) -> nn.Module:
     """The network called `name`; `NAME-xK` is an ensemble of K NAMEs (models/ensemble.py)."""
     check_model_name(name)
-    ensemble = split_ensemble_name(name)
-    if ensemble and ensemble[0] in MODELS:
-        return Ensemble([create_model(ensemble[0]) for _ in range(ensemble[1])])
-    return MODELS[name][0]()
+    if name in MODELS:
+        return MODELS[name][0]()
+    base, count = split_ensemble_name(name)
+    return Ensemble([create_model(base) for _ in range(count)])
 
 
 def count_parameters(model: nn.Module) -> int:
