@@ -23,7 +23,7 @@ from machine import describe
 from tune_recipe import validation_config
 
 from fashionlab.data import load_fashion_mnist, make_splits
-from fashionlab.evaluation import shifted
+from fashionlab.evaluation import SHIFTS, shifted
 from fashionlab.inference import load_run_model
 from fashionlab.runs import open_run
 from fashionlab.training.loop import train
@@ -44,7 +44,7 @@ def shifted_by(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return x
 
 
-AXES = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+AXES = list(SHIFTS)  # the recipe's flip-shift TTA (evaluation.tta_views)
 DIAGONALS = [(1, 1), (1, -1), (-1, 1), (-1, -1)]
 TTAS = {
     "none": None,
