@@ -17,9 +17,8 @@ import tempfile
 from torch import nn
 
 from fashionlab.config import RunConfig
-from fashionlab.data import load_fashion_mnist, make_splits
-from fashionlab.evaluation import predict_proba
-from fashionlab.inference import load_run_model
+from fashionlab.data import load_fashion_mnist
+from fashionlab.inference import evaluate_run
 from fashionlab.models import create_model, register
 from fashionlab.recipes import recipe_settings
 from fashionlab.runs import open_run
@@ -81,11 +80,7 @@ def validation_score(recipe: str, seed: int, overrides: dict | None, root: str, 
     tta = validation_config(recipe, seed, overrides).tta
     config = validation_config(recipe, seed, {**(overrides or {}), "tta": "none"})
     train(config, root=root, data=data, show_progress=False)
-    model, record = load_run_model(config.name, root, config.device)
-    device = next(model.parameters()).device
-    val = make_splits(data, config.val_size, config.split_seed).val
-    probs = predict_proba(model, val.to(device), config.eval_batch_size, record["precision"], device, tta)
-    accuracy = float((probs.argmax(1) == val.labels.numpy()).mean())
+    accuracy = evaluate_run(config.name, "val", root, config.data_dir, config.device, tta)["accuracy"]
     return accuracy, open_run(config.name, root).history()[-1]["seconds"]
 
 

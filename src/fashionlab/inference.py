@@ -27,7 +27,9 @@ def load_run_model(run_name, root=None, device: str = "cpu") -> tuple[torch.nn.M
     return model, record
 
 
-def evaluate_run(run_name, split: str = "test", root=None, data_dir=None, device: str = "auto") -> dict:
+def evaluate_run(run_name, split: str = "test", root=None, data_dir=None, device: str = "auto",
+                 tta: str | None = None) -> dict:
+    """Metrics of a finished run on its test or validation split, with its own TTA unless `tta` names another."""
     model, record = load_run_model(run_name, root, device)
     config = record["config"]
     splits = make_splits(load_fashion_mnist(data_dir or config.get("data_dir")), config["val_size"],
@@ -37,5 +39,5 @@ def evaluate_run(run_name, split: str = "test", root=None, data_dir=None, device
         raise RunError(f"run {run_name} trained without a validation split; evaluate it with --split test")
     dev = next(model.parameters()).device
     probs = predict_proba(model, data.to(dev), config["eval_batch_size"], record["precision"], dev,
-                          config.get("tta", "none"))
+                          tta or config.get("tta", "none"))
     return classification_metrics(data.labels.numpy(), probs)
