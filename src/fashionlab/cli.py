@@ -32,6 +32,8 @@ TRAIN_HELP = {
            "shifts: 10 views)",
     "recipe": "start from a named recipe (fast, standard, best, mlp); other flags override it",
     "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
+    "cutmix": "CutMix: the chance that each training image takes a rectangle of another image of the batch, "
+              "its label weighed by area (0 = off)",
     "prune": "skip each well-learned image (training loss below the mean) with this probability in the epochs "
              "after the first (InfoBatch); --epochs then counts steps of full-data epochs",
     "low_res_size": "progressive resizing: train the first --low-res-epochs at this image size in pixels "

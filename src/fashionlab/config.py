@@ -37,6 +37,7 @@ class RunConfig:
     bn_recalibration: int = 50       # batches to re-estimate batch-norm statistics before each evaluation
     tta: str = "none"                # test-time augmentation: none, flip, flip-shift (evaluation.py)
     augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
+    cutmix: float = 0.0              # the chance that an image takes a patch (and label share) of another
     prune: float = 0.0               # the chance to skip each well-learned image in an epoch (InfoBatch,
     #                                  training/pruning.py); `epochs` then counts steps of full-data epochs
     low_res_size: int = 0            # progressive resizing: train the first low_res_epochs at this size (px)
@@ -111,6 +112,8 @@ class RunConfig:
             raise ConfigError(f"warmup must be a fraction of the steps in (0, 1), got {self.warmup}")
         if not 0 <= self.prune < 1:
             raise ConfigError(f"prune must be a probability in [0, 1), got {self.prune}")
+        if not 0 <= self.cutmix <= 1:
+            raise ConfigError(f"cutmix must be a probability in [0, 1], got {self.cutmix}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.val_size < TRAIN_IMAGES:

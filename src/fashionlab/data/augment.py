@@ -68,16 +68,23 @@ def random_erasing(x: torch.Tensor, gen: torch.Generator, p: float = 0.5, area: 
     aspect = torch.exp(_uniform(b, math.log(ratio[0]), math.log(ratio[1]), gen, dev))
     eh = torch.sqrt(target * aspect).round().clamp(1, h)
     ew = torch.sqrt(target / aspect).round().clamp(1, w)
-    top = (torch.rand(b, generator=gen, device=dev) * (h - eh + 1)).floor()
-    left = (torch.rand(b, generator=gen, device=dev) * (w - ew + 1)).floor()
+    box = rectangles(eh, ew, h, w, gen)
+    chosen = torch.rand(b, generator=gen, device=dev) < p
+    mask = (box & chosen[:, None, None])[:, None]
+    noise = torch.randn(x.shape, generator=gen, device=dev, dtype=x.dtype)
+    return torch.where(mask, noise, x)
+
+
+def rectangles(eh: torch.Tensor, ew: torch.Tensor, h: int, w: int, gen) -> torch.Tensor:
+    """(B, h, w) masks, each an eh x ew rectangle (whole pixels, >= 1) at a random place inside the image."""
+    dev = eh.device
+    top = (torch.rand(len(eh), generator=gen, device=dev) * (h - eh + 1)).floor()
+    left = (torch.rand(len(eh), generator=gen, device=dev) * (w - ew + 1)).floor()
     rows = torch.arange(h, device=dev)[None, :]
     cols = torch.arange(w, device=dev)[None, :]
     inside_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
     inside_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
-    chosen = torch.rand(b, generator=gen, device=dev) < p
-    mask = (inside_r[:, :, None] & inside_c[:, None, :] & chosen[:, None, None])[:, None]
-    noise = torch.randn(x.shape, generator=gen, device=dev, dtype=x.dtype)
-    return torch.where(mask, noise, x)
+    return inside_r[:, :, None] & inside_c[:, None, :]
 
 
 AUGMENTATIONS = {

@@ -30,6 +30,7 @@ from ..data import (
     FashionMNIST,
     Split,
     apply_augment,
+    cutmix,
     downscale,
     epoch_order,
     iterate_batches,
@@ -141,11 +142,14 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
         x, y, images = distributed.shard(x, y, order[b * batch_size:(b + 1) * batch_size])
         if config.augment:
             x = apply_augment(x, config.augment, None)
+        targets = y
+        if config.cutmix:  # soft targets; accuracy is still counted against the images' own labels
+            x, targets = cutmix(x, y, config.cutmix, len(CLASSES))
         if first_step + b < low_res_until:  # progressive resizing (data/resize.py)
             x = downscale(x, config.low_res_size)
         with autocast(device, precision):
             logits = model(prepare_input(x, model))
-        loss, reported, logits = member_losses(criterion, logits.float(), y)
+        loss, reported, logits = member_losses(criterion, logits.float(), targets)
         if pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
             reported, loss = reported.mean(), pruner.weigh(loss, images)
         totals.add(reported, logits, y, epoch, b)

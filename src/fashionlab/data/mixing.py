@@ -1,0 +1,32 @@
+"""CutMix (Yun et al. 2019) on whole batches: a rectangle of each chosen image is replaced by the same
+rectangle of another image of the batch, and the label becomes the two labels weighed by area.
+
+Unlike the augmentations in augment.py it changes the labels too, so the loop calls it on (images, labels)
+and trains on the soft targets it returns (nn.CrossEntropyLoss takes class probabilities, label smoothing
+included). The batch is already in random order, so each image's partner is its neighbour: no gather.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .augment import rectangles
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, p: float, num_classes: int,
+           gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, soft targets (B, num_classes)). Each image is chosen with probability `p`; a chosen one takes
+    a rectangle covering a uniform fraction of its area (CutMix's Beta(1, 1)), of the image's aspect, from
+    the previous image in the batch."""
+    b, _, h, w = x.shape
+    dev = x.device
+    fraction = torch.rand(b, generator=gen, device=dev)
+    eh = (h * fraction.sqrt()).round().clamp(1, h)
+    ew = (w * fraction.sqrt()).round().clamp(1, w)
+    chosen = torch.rand(b, generator=gen, device=dev) < p
+    mask = (rectangles(eh, ew, h, w, gen) & chosen[:, None, None])[:, None]
+    mixed = torch.where(mask, x.roll(1, 0), x)
+    taken = mask.flatten(1).float().mean(1, keepdim=True)  # the exact share of pixels from the partner
+    one_hot = F.one_hot(y, num_classes).float()
+    return mixed, (1 - taken) * one_hot + taken * one_hot.roll(1, 0)
