@@ -35,6 +35,14 @@ def test_plan_has_every_seed_experiment_and_trains_shared_runs_once():
     assert [paper[k] for k in ("ann", "ann_bn", "ann_bn_aug", "cnn", "cnn_aug")] == [30, 30, 60, 30, 60]
 
 
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_the_seed_mlps_train_in_fp32_and_the_rest_choose(preset):
+    """`auto`'s timing probe flipped between fp32 and bf16 for the MLPs from one study to the next."""
+    precision = {e.key: experiment_config(e, seed=0).precision for e in experiments(preset)}
+    assert all(precision[k] == "fp32" for k in precision if k.startswith("ann")), precision
+    assert precision["cnn"] == precision["recipe_fast"] == "auto"
+
+
 def test_quick_preset_differences_are_listed():
     rows = preset_differences("quick", "paper")
     assert ["cnn (CNN)", "epochs 3, train_limit 10000", "epochs 30, train_limit all"] in rows
