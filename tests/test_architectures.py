@@ -60,6 +60,7 @@ EXPECTED = {
     "fastnet": fastnet(24, (64, 128, 128)),
     "fastnet_small": fastnet(16, (32, 64, 128)),
     "fastnet_large": fastnet(32, (64, 256, 256)),
+    "fastnet_large_ceil": fastnet(32, (64, 256, 256)),  # ceil_mode adds no parameters
     "mlp_wide": linear(784, 1024) + bn(1024) + linear(1024, 1024) + bn(1024) + linear(1024, 10),
 }
 
