@@ -15,5 +15,6 @@ python3 -m pytest -q -p no:cacheprovider tests/test_training.py::test_same_seed_
     tests/test_muon.py::test_muon_run_resumes_exactly 2>&1 | grep "passed\|failed\|^E " | head -20 \
     | tee -a "$out/gpu_tests.txt"
 cd benchmarks
-python3 choose_best.py --device cuda --seeds 2 --budget-seconds 330 2>&1 \
+# session 17 chose the ceil network on one CPU seed: compare it with the pruned fastnet_large over three
+python3 choose_best.py --device cuda --candidates pruned,ceil --seeds 3 --budget-seconds 330 2>&1 \
     | grep --line-buffered -v "^epoch=\|: test accuracy" | tee "$out/choose_best.txt"
