@@ -6,6 +6,8 @@ Trains on 50,000 images and reports validation accuracy (the recipe's TTA includ
 --variant changes the recipe's network: `relu`, `hardswish` or `silu` put that activation where it has GELU,
 `dirac` initialises each convolution (but the first) as the identity on its first channels, as airbench does,
 `ceil` makes the last max-pool round up (7x7 -> 4x4: the default 3x3 drops the seventh row and column).
+--full-data-tail F keeps every image in the epochs that start in the last F of the steps of a pruned recipe
+(InfoBatch's 0.125 otherwise; a trial knob, not a run setting).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fashionlab.inference import evaluate_run
 from fashionlab.models import create_model, register
 from fashionlab.recipes import recipe_settings
 from fashionlab.runs import open_run
+from fashionlab.training import loop, pruning
 from fashionlab.training.loop import train
 
 
@@ -91,7 +94,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="change the recipe's network (see above)")
+    parser.add_argument("--full-data-tail", type=float, help="fraction of the steps left unpruned at the end")
     args = parser.parse_args()
+    if args.full_data_tail is not None:
+        pruning.FULL_DATA_TAIL = loop.FULL_DATA_TAIL = args.full_data_tail
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.variant:
         model = overrides.get("model", recipe_settings(args.recipe)["model"])

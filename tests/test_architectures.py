@@ -42,8 +42,9 @@ def vit(patch, dim, depth, mlp_ratio):
     return linear(patch * patch, dim) + dim + (tokens + 1) * dim + depth * block + bn(dim) + linear(dim, 10)
 
 
-def fastnet(stem, widths):
-    group = lambda i, o: conv(i, o) + bn(o) + conv(o, o) + bn(o)
+def fastnet(stem, widths, residual=False):
+    extra = 2 if residual else 1  # airbench96's groups: two conv-BN layers after the pooled one, not one
+    group = lambda i, o: conv(i, o) + bn(o) + extra * (conv(o, o) + bn(o))
     return (conv(1, stem, bias=True) + group(stem, widths[0]) + group(widths[0], widths[1])
             + group(widths[1], widths[2]) + linear(widths[2], 10, bias=False))
 
@@ -61,6 +62,7 @@ EXPECTED = {
     "fastnet_small": fastnet(16, (32, 64, 128)),
     "fastnet_large": fastnet(32, (64, 256, 256)),
     "fastnet_large_ceil": fastnet(32, (64, 256, 256)),  # ceil_mode adds no parameters
+    "fastnet_large_res": fastnet(32, (64, 256, 256), residual=True),
     "mlp_wide": linear(784, 1024) + bn(1024) + linear(1024, 1024) + bn(1024) + linear(1024, 10),
 }
 

@@ -10,7 +10,7 @@ from torch import nn
 from ..errors import ConfigError
 from .cnn import cnn
 from .ensemble import Ensemble, split_ensemble_name
-from .fastnet import fastnet, fastnet_large, fastnet_large_ceil, fastnet_small, mlp_wide
+from .fastnet import fastnet, fastnet_large, fastnet_large_ceil, fastnet_large_res, fastnet_small, mlp_wide
 from .inception import googlenet
 from .mlp import ann, ann_batchnorm, ann_bn, ann_dropout
 from .resnet import resnet18, resnet20, wrn16_4
@@ -35,6 +35,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "fastnet_small": (fastnet_small, "airbench-style conv net 16-32-64-128 (recipes fast/standard)"),
     "fastnet_large": (fastnet_large, "airbench-style conv net 32-64-256-256, airbench94's widths"),
     "fastnet_large_ceil": (fastnet_large_ceil, "fastnet_large, its last max-pool 7x7 -> 4x4 (recipe best)"),
+    "fastnet_large_res": (fastnet_large_res, "fastnet_large_ceil with airbench96's 3-conv residual groups"),
     "mlp_wide": (mlp_wide, "MLP 784-1024-1024-10 with batch norm and dropout (recipe mlp)"),
 }
 
