@@ -419,6 +419,7 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
     np.savez_compressed(run.predictions_path, probs=probs.astype(np.float16), labels=labels.astype(np.uint8))
     run.write_json(run.metrics_path, metrics)
     run.set_status("finished")  # last: only now is the run finished
-    _log(f"{run.name}: test accuracy {metrics['accuracy']:.4f}, mean F1 {metrics['f1_mean']:.4f}, "
-         f"{metrics['train_seconds']:.1f} s training ({precision})")
+    # the image count shows when a run scored a subset (`test_limit`; validation trials score 1 test image)
+    _log(f"{run.name}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']:,} images, "
+         f"mean F1 {metrics['f1_mean']:.4f}, {metrics['train_seconds']:.1f} s training ({precision})")
     return run
