@@ -25,12 +25,13 @@ def conv_bn(n_in: int, n_out: int) -> list[nn.Module]:
     return [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.GELU()]
 
 
+def pooled_conv(n_in: int, n_out: int, ceil: bool = False) -> list[nn.Module]:
+    return [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.MaxPool2d(2, ceil_mode=ceil), nn.BatchNorm2d(n_out),
+            nn.GELU()]
+
+
 def conv_group(n_in: int, n_out: int, ceil: bool = False) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.MaxPool2d(2, ceil_mode=ceil), nn.BatchNorm2d(n_out),
-        nn.GELU(),
-        *conv_bn(n_out, n_out),
-    )
+    return nn.Sequential(*pooled_conv(n_in, n_out, ceil), *conv_bn(n_out, n_out))
 
 
 class ResidualGroup(nn.Module):
@@ -39,8 +40,7 @@ class ResidualGroup(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, ceil: bool = False):
         super().__init__()
-        self.pooled = nn.Sequential(nn.Conv2d(n_in, n_out, 3, padding=1, bias=False),
-                                    nn.MaxPool2d(2, ceil_mode=ceil), nn.BatchNorm2d(n_out), nn.GELU())
+        self.pooled = nn.Sequential(*pooled_conv(n_in, n_out, ceil))
         self.branch = nn.Sequential(*conv_bn(n_out, n_out), *conv_bn(n_out, n_out))
 
     def forward(self, x):
