@@ -24,7 +24,7 @@ from fashionlab.inference import evaluate_run
 from fashionlab.models import create_model, register
 from fashionlab.recipes import recipe_settings
 from fashionlab.runs import open_run
-from fashionlab.training import loop, pruning
+from fashionlab.training import pruning
 from fashionlab.training.loop import train
 
 
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--full-data-tail", type=float, help="fraction of the steps left unpruned at the end")
     args = parser.parse_args()
     if args.full_data_tail is not None:
-        pruning.FULL_DATA_TAIL = loop.FULL_DATA_TAIL = args.full_data_tail
+        pruning.FULL_DATA_TAIL = args.full_data_tail
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.variant:
         model = overrides.get("model", recipe_settings(args.recipe)["model"])

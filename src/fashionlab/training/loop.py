@@ -43,13 +43,13 @@ from ..evaluation import classification_metrics, loss_and_accuracy, predict_prob
 from ..models import count_parameters, create_model
 from ..models.ensemble import member_losses
 from ..runs import Run, create_run, open_run
-from . import distributed
+from . import distributed, pruning
 from .batchnorm import recalibrate_batchnorm
 from .checkpoint import load_checkpoint, load_weights_into, model_state, save_checkpoint
 from .early_stopping import EarlyStopping
 from .optim import create_optimizer, create_scheduler, total_steps
 from .precision import autocast, choose_precision, prepare_input, prepare_model, resolve_device
-from .pruning import FULL_DATA_TAIL, Pruner
+from .pruning import Pruner
 
 
 class Interrupted(FashionlabError):
@@ -318,7 +318,8 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
             first_step = steps_done()
             order = epoch_order(len(train_split), config.seed, progress.epoch)
             if pruner is not None:
-                order = pruner.start_epoch(order, progress.epoch, prune=first_step < (1 - FULL_DATA_TAIL) * steps)
+                in_tail = first_step >= (1 - pruning.FULL_DATA_TAIL) * steps  # read here: trials may change it
+                order = pruner.start_epoch(order, progress.epoch, prune=not in_tail)
             epoch_steps = min(len(order) // config.batch_size, steps - first_step)
             bar = tqdm(total=epoch_steps, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}"
                        + (f"/{n_epochs}" if n_epochs else ""), leave=False, disable=not show, file=sys.stderr)
