@@ -2,12 +2,12 @@
 
     python benchmarks/dropout_speed.py [--rounds 3] [--steps 4]
 
-(1) The seed CNN's bf16 training step (batch 128, channels_last, fashionlab's Adam) with torch's nn.Dropout,
-with fashionlab's Dropout (models/dropout.py) and with no dropout at all (the floor), timed in interleaved
-rounds so that a slow minute hits all three; medians. (2) The pieces of a mask for one 128x128x28x28 bf16
-feature map (the CNN's largest), each timed alone: the random bits from torch's generator and from numpy's
-SFC64, torch's int16 compare and bool-to-bf16 cast, numpy's compare-and-multiply to bit patterns, and the
-bf16 multiply that applies a mask.
+(1) The seed CNN's training step (bf16 where the CPU has bf16 products, else fp32; batch 128, channels_last,
+fashionlab's Adam) with torch's nn.Dropout, with fashionlab's Dropout (models/dropout.py) and with no dropout
+at all (the floor), timed in interleaved rounds so that a slow minute hits all three; medians. (2) The pieces
+of a mask for one 128x128x28x28 bf16 feature map (the CNN's largest), each timed alone: the random bits from
+torch's generator and from numpy's SFC64, torch's int16 compare and bool-to-bf16 cast, numpy's
+compare-and-multiply to bit patterns, and the bf16 multiply that applies a mask.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from epoch_speed import replace_dropouts, step_fn, with_torch_dropout
 from layer_costs import median_ms
-from machine import describe
+from machine import cpu_precision, describe
 from torch import nn
 
 from fashionlab.models import create_model
@@ -42,7 +42,7 @@ def step_times(rounds: int, steps: int) -> dict[str, float]:
     steppers = {}
     for name, change in variants.items():
         torch.manual_seed(0)
-        steppers[name] = step_fn(prepare_model(change(create_model("cnn")), torch.device("cpu")), "bf16", True)
+        steppers[name] = step_fn(prepare_model(change(create_model("cnn")), torch.device("cpu")), cpu_precision(), True)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, step in steppers.items():
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    print(f"# {describe()}; seed CNN, batch {BATCH}, bf16 autocast, channels_last")
+    print(f"# {describe()}; seed CNN, batch {BATCH}, {cpu_precision()}, channels_last")
     print("| seed CNN training step with | ms (median of rounds) |")
     print("|---|---:|")
     for name, ms in step_times(args.rounds, args.steps).items():

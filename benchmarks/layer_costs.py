@@ -2,7 +2,8 @@
 
     python benchmarks/layer_costs.py [--model fastnet_small] [--batch-size 128] [--steps 20]
 
-Times, in bf16 autocast with channels_last as the recipes train: (1) every convolution of the model on its own
+Times, in the recipes' precision on this CPU (bf16 autocast where it has bf16 products, fp32 otherwise) with
+channels_last as the recipes train: (1) every convolution of the model on its own
 (forward + backward with the input gradient, except the first layer's, as in training, on random tensors of
 the shapes the layer sees) with its GFLOP/s; (2) the whole forward + backward; (3) the optimizer step of
 SGD-Nesterov and of Muon (the fast and standard recipes' optimizer). If the convolutions alone add up to
@@ -17,12 +18,14 @@ import statistics
 import time
 
 import torch
-from machine import describe
+from machine import cpu_precision, describe
 from step_speed import recipe_step
 from torch import nn
 
 from fashionlab.models import create_model
-from fashionlab.training.precision import prepare_model
+from fashionlab.training.precision import autocast, prepare_model
+
+CPU = torch.device("cpu")
 
 
 def median_ms(fn, steps: int) -> float:
@@ -40,7 +43,7 @@ def conv_inputs(model: nn.Module, batch_size: int) -> list[tuple[nn.Conv2d, torc
     seen = []
     hooks = [m.register_forward_hook(lambda m, inp, out: seen.append((m, inp[0].shape)))
              for m in model.modules() if isinstance(m, nn.Conv2d)]
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), autocast(CPU, cpu_precision()):
         model(torch.zeros(batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last))
     for hook in hooks:
         hook.remove()
@@ -51,7 +54,7 @@ def time_conv(conv: nn.Conv2d, shape: torch.Size, steps: int) -> tuple[float, fl
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_(conv.in_channels > 1)
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(CPU, cpu_precision()):
             y = conv(x)
         y.backward(torch.ones_like(y))
 
@@ -76,8 +79,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {describe()}; {args.model}, batch {args.batch_size}, bf16 autocast, channels_last")
-    model = prepare_model(create_model(args.model), torch.device("cpu"))
+    print(f"# {describe()}; {args.model}, batch {args.batch_size}, {cpu_precision()}, channels_last")
+    model = prepare_model(create_model(args.model), CPU)
     print("| convolution | input | forward + backward ms | GFLOP/s |")
     print("|---|---|---:|---:|")
     total = 0.0

@@ -4,8 +4,9 @@
                                     [--compile fastnet_small,fastnet_large] [--batch-size 256] [--steps 10]
                                     [--sizes 28,20]
 
-Times the recipes' training step (bf16 autocast, channels_last, SGD-Nesterov, label smoothing) of each
-model eager, and of the --compile models also under torch.compile (inductor): the first two steps
+Times the recipes' training step (bf16 autocast where the CPU has bf16 products, fp32 otherwise; channels_last,
+SGD-Nesterov, label smoothing) of each model eager, and of the --compile models also under torch.compile
+(inductor): the first two steps
 (compilation happens there, with inductor's caches off), the fastest and the median step after them, and
 what a 60,000-image epoch costs at the fastest step. Everything runs in this one process; the fastest step
 is the figure to compare (other jobs on the machine only ever add time). --sizes also times the step on
@@ -23,23 +24,25 @@ import time
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
 import torch  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import cpu_precision, describe  # noqa: E402
 from torch import nn
 
 from fashionlab.config import RunConfig
 from fashionlab.models import create_model
 from fashionlab.training.optim import create_optimizer
-from fashionlab.training.precision import prepare_model
+from fashionlab.training.precision import autocast, prepare_model
+
+CPU = torch.device("cpu")
 
 EPOCH = 60_000
 
 
 def recipe_step(model_name: str, optimizer_name: str = "sgd", batch_size: int = 256, size: int = 28,
                 compiled: bool = False):
-    """(forward_backward, optimizer) of the recipes' training step on one random batch: bf16 autocast,
+    """(forward_backward, optimizer) of the recipes' training step on one random batch: this CPU's precision,
     channels_last, label smoothing; call both for a whole step."""
     torch.manual_seed(0)
-    model = prepare_model(create_model(model_name), torch.device("cpu"))
+    model = prepare_model(create_model(model_name), CPU)
     optimizer = create_optimizer(model.parameters(),
                                  RunConfig(optimizer=optimizer_name, lr=0.01, momentum=0.9, nesterov=True))
     forward = torch.compile(model) if compiled else model
@@ -47,7 +50,7 @@ def recipe_step(model_name: str, optimizer_name: str = "sgd", batch_size: int = 
     y = torch.randint(0, 10, (batch_size,))
 
     def forward_backward():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(CPU, cpu_precision()):
             loss = nn.functional.cross_entropy(forward(x).float(), y, label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -86,7 +89,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="28", help="image sizes to time, e.g. 28,20")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {describe()}; batch {args.batch_size}, bf16 autocast")
+    print(f"# {describe()}; batch {args.batch_size}, {cpu_precision()}")
     print("| model | mode | image size | first 2 steps s | fastest step ms | median step ms "
           "| s per 60,000-image epoch |")
     print("|---|---|---:|---:|---:|---:|---:|")
