@@ -6,11 +6,10 @@
 
 Times the recipes' training step (bf16 autocast where the CPU has bf16 products, fp32 otherwise; channels_last,
 SGD-Nesterov, label smoothing) of each model eager, and of the --compile models also under torch.compile
-(inductor): the first two steps
-(compilation happens there, with inductor's caches off), the fastest and the median step after them, and
-what a 60,000-image epoch costs at the fastest step. Everything runs in this one process; the fastest step
-is the figure to compare (other jobs on the machine only ever add time). --sizes also times the step on
-smaller images, what progressive resizing (`low_res_size`) trains its first epochs on.
+(inductor): the first two steps (compilation happens there, with inductor's caches off), the fastest and the
+median step after them, and what a 60,000-image epoch costs at the fastest step. Everything runs in this one
+process; the fastest step is the figure to compare (other jobs on the machine only ever add time). --sizes also
+times the step on smaller images, what progressive resizing (`low_res_size`) trains its first epochs on.
 """
 
 from __future__ import annotations
