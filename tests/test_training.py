@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from fashionlab.errors import TrainingDiverged
+from fashionlab.errors import ConfigError, TrainingDiverged
 from fashionlab.runs import open_run
-from fashionlab.training import loop
+from fashionlab.training import loop, precision
 from fashionlab.training.checkpoint import load_checkpoint
 from fashionlab.training.early_stopping import EarlyStopping
 from fashionlab.training.loop import Interrupted, train
@@ -133,10 +133,26 @@ def test_init_from_starts_from_the_other_runs_weights(tmp_path, fmnist, tiny_con
     assert tuned.metrics()["accuracy"] > 0.7
 
 
+@pytest.mark.skipif(not precision.bf16_supported(torch.device("cpu")),
+                    reason="this CPU has no bf16 matrix products (AVX512-BF16 or AMX)")
 def test_bf16_precision_trains(tmp_path, fmnist, tiny_config):
     run = train(tiny_config(model="cnn", precision="bf16", train_limit=400, test_limit=200, epochs=1,
                             batch_size=50), root=tmp_path, data=fmnist, show_progress=False)
     assert run.metrics()["precision"] == "bf16"
+
+
+def test_bf16_on_a_cpu_without_it_gets_a_clear_error(tmp_path, fmnist, tiny_config, monkeypatch):
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
+    with pytest.raises(ConfigError, match="^precision bf16 is not supported on this cpu device; use --precision fp32$"):
+        train(tiny_config(precision="bf16"), root=tmp_path, data=fmnist, show_progress=False)
+
+
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_a_recipe_on_a_cpu_without_bf16_says_why_it_is_slower(tmp_path, fmnist, tiny_config, monkeypatch, capsys,
+                                                              has_bf16):
+    monkeypatch.setattr(loop, "bf16_supported", lambda device: has_bf16)
+    train(tiny_config(recipe="mlp", model="ann", epochs=1), root=tmp_path, data=fmnist, show_progress=False)
+    assert ("trains in fp32, ~3x slower" in capsys.readouterr().err) == (not has_bf16)
 
 
 def test_a_run_whose_weights_no_longer_fit_its_model_gets_a_clear_error(tmp_path, fmnist, tiny_config):
