@@ -303,9 +303,9 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     else:
         precision = choose_precision(config.precision, model, device, config.batch_size)
         if config.recipe and device.type == "cpu" and not bf16_supported(device):
-            # the recipes' seconds (docs/BENCHMARKS.md) were measured with bf16; say why a run takes ~3x that
+            # the recipes' seconds (docs/BENCHMARKS.md) were measured with bf16; say why a run takes 2-3x that
             _log("this CPU has no bf16 matrix products (AVX512-BF16 or AMX), so the recipe trains in fp32, "
-                 "~3x slower than its documented times (docs/BENCHMARKS.md, machine C)")
+                 "2-3x slower than its documented times (docs/BENCHMARKS.md, machine C)")
     run.set_status("running", precision=precision)
     # issue 7: DDP wrapper for the training steps (same weights as `model`); TensorBoard on rank 0
     precision = distributed.from_main(precision)
