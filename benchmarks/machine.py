@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from fashionlab.training.precision import bf16_supported
+
 
 def cpu_name() -> str:
     """'AMD EPYC (family 25, model 17, 2596 MHz)' from /proc/cpuinfo, or the platform's word for it."""
@@ -52,7 +54,7 @@ def gpu_name() -> str:
 def cpu_precision() -> str:
     """What the recipes' `auto` precision trains in on this CPU, as far as the hardware decides it: bf16
     products need AVX512-BF16 or AMX; without them oneDNN falls back to a scalar path (~1 GFLOP/s on Zen 3)."""
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "bf16" if bf16_supported(torch.device("cpu")) else "fp32"
 
 
 def bf16_speed() -> str:
