@@ -1,4 +1,5 @@
-"""Seconds per training epoch of the seed networks, fp32 vs bf16, and the in-memory loader vs a DataLoader.
+"""Seconds per training epoch of the seed networks, fp32 (direct and Winograd convolutions) vs bf16, and the
+in-memory loader vs a DataLoader.
 
     python benchmarks/epoch_speed.py [--cnn-steps 20] [--threads 2]
 
@@ -22,6 +23,7 @@ from torch import nn
 from fashionlab.config import RunConfig
 from fashionlab.data import MEAN, STD, epoch_order, iterate_batches, load_fashion_mnist, make_splits, split_indices
 from fashionlab.models import create_model
+from fashionlab.models.winograd import use_winograd
 from fashionlab.training.optim import create_optimizer
 from fashionlab.training.precision import autocast, prepare_input, prepare_model
 
@@ -118,18 +120,22 @@ def main() -> None:
     data = load_fashion_mnist()
     train = make_splits(data).train
     print(f"# {describe()}; batch {BATCH}")
-    print("| model | fp32 s/epoch | bf16 s/epoch | bf16 speed-up |")
-    print("|---|---:|---:|---:|")
+    print("| model | fp32 s/epoch | fp32, Winograd 3x3 | bf16 s/epoch | bf16 speed-up |")
+    print("|---|---:|---:|---:|---:|")
     for name in ("ann", "ann_bn", "cnn"):
         steps = args.cnn_steps if name == "cnn" else None
         times = {}
-        for precision in ("fp32", "bf16") if cpu_precision() == "bf16" else ("fp32",):
+        for precision in ("fp32", "fp32-winograd", "bf16") if cpu_precision() == "bf16" else ("fp32", "fp32-winograd"):
             torch.manual_seed(0)
-            times[precision] = in_memory_epoch(prepare_model(create_model(name), "cpu"), train, precision, steps)
+            model = prepare_model(create_model(name), "cpu")
+            if precision == "fp32-winograd" and not use_winograd(model):
+                continue  # no convolution wide enough
+            times[precision] = in_memory_epoch(model, train, precision.removesuffix("-winograd"), steps)
         label = f"{name} (scaled from {steps} batches)" if steps else name
+        winograd = f"{times['fp32-winograd']:.1f}" if "fp32-winograd" in times else "—"
         bf16 = (f"{times['bf16']:.1f} | {times['fp32'] / times['bf16']:.2f}x" if "bf16" in times
                 else "— | no bf16 products on this CPU")
-        print(f"| {label} | {times['fp32']:.1f} | {bf16} |", flush=True)
+        print(f"| {label} | {times['fp32']:.1f} | {winograd} | {bf16} |", flush=True)
 
     torch.manual_seed(0)
     ours = in_memory_epoch(create_model("ann"), train, "fp32", package_optimizer=False)  # loaders alone differ

@@ -5,7 +5,8 @@
                                     [--sizes 28,20]
 
 Times the recipes' training step (bf16 autocast where the CPU has bf16 products, fp32 otherwise; channels_last,
-SGD-Nesterov, label smoothing) of each model eager, and of the --compile models also under torch.compile
+SGD-Nesterov, label smoothing) of each model eager, in fp32 also with its wide 3x3 convolutions by Winograd
+(models/winograd.py, as training runs them), and of the --compile models also under torch.compile
 (inductor): the first two steps (compilation happens there, with inductor's caches off), the fastest and the
 median step after them, and what a 60,000-image epoch costs at the fastest step. Everything runs in this one
 process; the fastest step is the figure to compare (other jobs on the machine only ever add time). --sizes also
@@ -28,6 +29,7 @@ from torch import nn
 
 from fashionlab.config import RunConfig
 from fashionlab.models import create_model
+from fashionlab.models.winograd import use_winograd
 from fashionlab.training.optim import create_optimizer
 from fashionlab.training.precision import autocast, prepare_model
 
@@ -37,11 +39,13 @@ EPOCH = 60_000
 
 
 def recipe_step(model_name: str, optimizer_name: str = "sgd", batch_size: int = 256, size: int = 28,
-                compiled: bool = False):
+                compiled: bool = False, winograd: bool = False):
     """(forward_backward, optimizer) of the recipes' training step on one random batch: this CPU's precision,
     channels_last, label smoothing; call both for a whole step."""
     torch.manual_seed(0)
     model = prepare_model(create_model(model_name), CPU)
+    if winograd:
+        use_winograd(model)
     optimizer = create_optimizer(model.parameters(),
                                  RunConfig(optimizer=optimizer_name, lr=0.01, momentum=0.9, nesterov=True))
     forward = torch.compile(model) if compiled else model
@@ -57,9 +61,10 @@ def recipe_step(model_name: str, optimizer_name: str = "sgd", batch_size: int = 
     return forward_backward, optimizer
 
 
-def time_steps(model_name: str, compiled: bool, batch_size: int, steps: int, size: int = 28
+def time_steps(model_name: str, mode: str, batch_size: int, steps: int, size: int = 28
                ) -> tuple[float, list[float]]:
-    forward_backward, optimizer = recipe_step(model_name, "sgd", batch_size, size, compiled)
+    forward_backward, optimizer = recipe_step(model_name, "sgd", batch_size, size, mode == "compiled",
+                                              mode == "winograd")
 
     def step():
         forward_backward()
@@ -94,9 +99,10 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|")
     compiled = [m for m in args.compile.split(",") if m]
     for name in args.models.split(","):
-        for mode in ["eager"] + (["compiled"] if name in compiled else []):
+        winograd = cpu_precision() == "fp32" and use_winograd(create_model(name)) > 0
+        for mode in ["eager"] + (["winograd"] if winograd else []) + (["compiled"] if name in compiled else []):
             for size in (int(s) for s in args.sizes.split(",")):
-                warm_up, times = time_steps(name, mode == "compiled", args.batch_size, args.steps, size)
+                warm_up, times = time_steps(name, mode, args.batch_size, args.steps, size)
                 best = min(times)
                 print(f"| {name} | {mode} | {size} | {warm_up:.1f} | {best * 1000:.0f} | "
                       f"{statistics.median(times) * 1000:.0f} | {best * EPOCH / args.batch_size:.1f} |", flush=True)

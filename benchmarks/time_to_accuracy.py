@@ -25,10 +25,11 @@ from machine import describe
 from fashionlab.config import RunConfig
 from fashionlab.data import load_fashion_mnist, make_splits
 from fashionlab.models import create_model, flops_per_image
+from fashionlab.models.winograd import use_winograd
 from fashionlab.recipes import TARGETS, recipe_settings
 from fashionlab.training import loop
 from fashionlab.training.loop import train
-from fashionlab.training.precision import choose_precision, prepare_model
+from fashionlab.training.precision import choose_precision, prepare_model, uses_winograd
 
 SEEDS = {"fast": 5, "mlp": 5, "standard": 3, "best": 1}
 
@@ -79,23 +80,30 @@ def summarise(label: str, results: list[dict], flops: float) -> str:
 
 
 def cnn_epoch_comparison(data, steps: int) -> None:
-    """One epoch of the seed CNN: plain fp32 per-sample DataLoader vs fashionlab (in-memory, auto precision)."""
+    """One epoch of the seed CNN: plain fp32 per-sample DataLoader vs fashionlab (in-memory, auto precision,
+    Winograd convolutions where it trains in fp32 on the CPU), with the ablations between them."""
     train_split = make_splits(data).train
     torch.manual_seed(0)
     plain = dataloader_epoch_scaled(with_torch_dropout(create_model("cnn")), data, steps)
     cpu = torch.device("cpu")
     torch.manual_seed(0)
-    model = prepare_model(create_model("cnn"), cpu)
-    precision = choose_precision("auto", model, cpu, 128)
-    ours = in_memory_epoch(model, train_split, precision, steps)
+    precision = choose_precision("auto", prepare_model(create_model("cnn"), cpu), cpu, 128)
     torch.manual_seed(0)
     torch_dropout = in_memory_epoch(prepare_model(with_torch_dropout(create_model("cnn")), cpu), train_split,
                                     precision, steps)
+    torch.manual_seed(0)
+    ours = direct = in_memory_epoch(prepare_model(create_model("cnn"), cpu), train_split, precision, steps)
     print("\n| seed CNN, one epoch of 50,000 images, batch 128 | seconds |")
     print("|---|---:|")
     print(f"| plain PyTorch: per-sample DataLoader, fp32, NCHW, nn.Dropout | {plain:.0f} |")
     print(f"| fashionlab but with nn.Dropout: in-memory batches, {precision}, channels_last | {torch_dropout:.0f} |")
-    print(f"| fashionlab: the same with its cheaper dropout mask | {ours:.0f} |")
+    print(f"| fashionlab: the same with its cheaper dropout mask | {direct:.0f} |")
+    if uses_winograd(precision, cpu, winograd=True):
+        torch.manual_seed(0)
+        model = prepare_model(create_model("cnn"), cpu)
+        use_winograd(model)
+        ours = in_memory_epoch(model, train_split, precision, steps)
+        print(f"| fashionlab: the same with Winograd 3x3 convolutions | {ours:.0f} |")
     print(f"| speed-up (plain / fashionlab) | {plain / ours:.2f}x |")
 
 

@@ -48,6 +48,8 @@ TRAIN_HELP = {
     "train_limit": "train on only the first N training images (0 = all)",
     "test_limit": "evaluate on only the first N test images (0 = all)",
     "precision": "auto, fp32 or bf16 (auto times both and keeps the faster)",
+    "winograd": "fp32 training on a CPU computes wide 3x3 convolutions by Winograd's F(4x4,3x3), 1.3-2x faster "
+                "than the direct convolution (--no-winograd: direct)",
     "device": "auto, cpu or cuda[:N]",
     "threads": "CPU threads for torch (0 = all cores)",
     "data_dir": "folder with the four Fashion-MNIST files",

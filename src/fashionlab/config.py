@@ -51,6 +51,7 @@ class RunConfig:
     train_limit: int = 0             # use only the first N training images (0 = all): quick tries, tests
     test_limit: int = 0              # evaluate on the first N test images (0 = all 10,000)
     precision: str = "auto"
+    winograd: bool = True            # fp32 on a CPU: wide 3x3 convolutions by Winograd F(4x4,3x3) (models/winograd.py)
     device: str = "auto"
     threads: int = 0                 # torch CPU threads; 0 = torch's default (all cores)
     data_dir: str | None = None

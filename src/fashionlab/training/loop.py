@@ -42,13 +42,22 @@ from ..errors import FashionlabError, RunError, TrainingDiverged
 from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
 from ..models import count_parameters, create_model
 from ..models.ensemble import member_losses
+from ..models.winograd import use_winograd
 from ..runs import Run, create_run, open_run
 from . import distributed, pruning
 from .batchnorm import recalibrate_batchnorm
 from .checkpoint import load_checkpoint, load_weights_into, model_state, save_checkpoint
 from .early_stopping import EarlyStopping
 from .optim import create_optimizer, create_scheduler, total_steps
-from .precision import autocast, bf16_supported, choose_precision, prepare_input, prepare_model, resolve_device
+from .precision import (
+    autocast,
+    bf16_supported,
+    choose_precision,
+    prepare_input,
+    prepare_model,
+    resolve_device,
+    uses_winograd,
+)
 from .pruning import Pruner
 
 
@@ -301,11 +310,13 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
         precision = ckpt["precision"]
         _log(f"resuming {run.name} at epoch {progress.epoch + 1}, batch {progress.step + 1}")
     else:
-        precision = choose_precision(config.precision, model, device, config.batch_size)
+        precision = choose_precision(config.precision, model, device, config.batch_size, config.winograd)
         if config.recipe and device.type == "cpu" and not bf16_supported(device):
             # the recipes' seconds (docs/BENCHMARKS.md) were measured with bf16; say why a run takes 2-3x that
             _log("this CPU has no bf16 matrix products (AVX512-BF16 or AMX), so the recipe trains in fp32, "
                  "2-3x slower than its documented times (docs/BENCHMARKS.md, machine C)")
+    if uses_winograd(precision, device, config.winograd):
+        use_winograd(model)
     run.set_status("running", precision=precision)
     # issue 7: DDP wrapper for the training steps (same weights as `model`); TensorBoard on rank 0
     precision = distributed.from_main(precision)

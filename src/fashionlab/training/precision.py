@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..models import is_convolutional
 from ..models.ensemble import member_losses
+from ..models.winograd import use_winograd
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,10 +49,16 @@ def prepare_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return x
 
 
+def uses_winograd(precision: str, device: torch.device, winograd: bool) -> bool:
+    return winograd and precision == "fp32" and device.type == "cpu"
+
+
 def _seconds_per_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str,
-                      device: torch.device, steps: int = 4) -> float:
+                      device: torch.device, winograd: bool, steps: int = 4) -> float:
     """The fastest of a few timed training steps: the minimum, unlike the mean, ignores other jobs' bursts."""
     trial = copy.deepcopy(model)
+    if uses_winograd(precision, device, winograd):
+        use_winograd(trial)
     opt = torch.optim.SGD(trial.parameters(), lr=1e-6)
 
     def step():
@@ -72,8 +79,10 @@ def _seconds_per_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precis
     return min(times)
 
 
-def choose_precision(requested: str, model: nn.Module, device: torch.device, batch_size: int) -> str:
-    """`auto` times a few training steps in fp32 and in bf16 and keeps the faster (bf16 loses on tiny layers)."""
+def choose_precision(requested: str, model: nn.Module, device: torch.device, batch_size: int,
+                     winograd: bool = True) -> str:
+    """`auto` times a few training steps in fp32 (with Winograd convolutions if `winograd`) and in bf16 and
+    keeps the faster (bf16 loses on tiny layers)."""
     if requested == "bf16" and not bf16_supported(device):
         raise ConfigError(f"precision bf16 is not supported on this {device.type} device; use --precision fp32")
     if requested != "auto":
@@ -85,7 +94,7 @@ def choose_precision(requested: str, model: nn.Module, device: torch.device, bat
     rng_state = torch.get_rng_state()  # the timing must not change the run's random numbers
     x = prepare_input(torch.randn(batch_size, 1, 28, 28, device=device), model)
     y = torch.randint(0, 10, (batch_size,), device=device)
-    fp32 = _seconds_per_step(model, x, y, "fp32", device)
-    bf16 = _seconds_per_step(model, x, y, "bf16", device)
+    fp32 = _seconds_per_step(model, x, y, "fp32", device, winograd)
+    bf16 = _seconds_per_step(model, x, y, "bf16", device, winograd)
     torch.set_rng_state(rng_state)
     return "bf16" if bf16 < 0.9 * fp32 else "fp32"

@@ -1,0 +1,158 @@
+"""3x3 convolutions by Winograd's minimal filtering, F(4x4, 3x3), for fp32 training on a CPU.
+
+A CPU without bf16 matrix products (machine C in docs/BENCHMARKS.md) spends most of a convolutional network's
+step in oneDNN's direct fp32 convolutions, already at the machine's arithmetic peak. Winograd's algorithm
+(Lavin & Gray 2015) computes each 4x4 block of outputs from a 6x6 input tile with 36 multiplications per
+input-output channel pair instead of 144: the input tiles and the filters are transformed once, the 36
+tile positions become 36 independent matrix products (torch.bmm, MKL at full speed), and the products are
+transformed back. The transforms are memory-bound passes, so the trade pays only for wide layers (128x128
+channels and more) on maps of 4x4 and larger; other layers keep oneDNN's direct convolution. Outputs differ
+from the direct convolution's by ~1e-5 of their scale (fp32 rounding of the transforms); training is as
+deterministic as before.
+
+The backward pass reuses the transformed input tiles and filters saved by the forward pass: the filter
+gradient is a second batch of 36 products, the input gradient a third, folded back onto the overlapping tiles.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Lavin & Gray's F(4x4, 3x3) matrices: Y = A^T [(G g G^T) * (B^T d B)] A for a 6x6 tile d and 3x3 filter g
+_BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+       [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+_G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+_AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+TILE, OUT = 6, 4  # input tile and output block sizes
+
+# Kronecker products transform a whole flattened tile in one matrix product: 36x36, 36x9 and 16x36
+_MATRICES: dict = {}
+
+# where the direct convolution stays, measured on machine C (docs/BENCHMARKS.md, session 21): 64->64 channels
+# at 14x14 lost 1.5x, 64->128 at 7x7 gained 1.2x, 128->128 at 28x28 1.8x, but at 3x3 (a 4x4 block for 9 outputs)
+# lost 5%; 256->256 at 4x4 gained 1.9x
+MIN_CHANNEL_PRODUCT = 128 * 128
+MIN_SIZE = 4
+
+
+def _matrices(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    key = (dtype, device)
+    if key not in _MATRICES:
+        bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in (_BT, _G, _AT))
+        _MATRICES[key] = tuple(torch.kron(m, m).to(dtype=dtype, device=device) for m in (bt, g, at))
+    return _MATRICES[key]
+
+
+def _tiles(n: int) -> int:
+    return -(-n // OUT)
+
+
+class _WinogradConv3x3(torch.autograd.Function):
+    """Stride 1, padding 1, no groups or dilation; input N,C,H,W in any memory format, output channels_last."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        bk, gk, ak = _matrices(x.dtype, x.device)
+        n, c, h, w = x.shape
+        k = weight.shape[0]
+        th, tw = _tiles(h), _tiles(w)
+        p = n * th * tw
+        # NHWC, padded so that th x tw tiles of 6x6 overlapping by 2 cover the image
+        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, OUT * tw + 1 - w, 1, OUT * th + 1 - h))
+        tiles = padded.unfold(1, TILE, OUT).unfold(2, TILE, OUT)  # n, th, tw, c, 6, 6 (a view)
+        tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(TILE * TILE, p * c)
+        v = (bk @ tiles).view(TILE * TILE, p, c)
+        u = (gk @ weight.reshape(k * c, 9).T).view(TILE * TILE, k, c).transpose(1, 2).contiguous()
+        m = torch.bmm(v, u)  # 36, p, k
+        y = (ak @ m.view(TILE * TILE, p * k)).view(OUT, OUT, n, th, tw, k)
+        y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, OUT * th, OUT * tw, k)[:, :h, :w]
+        out = y.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        if bias is not None:
+            out += bias.view(1, k, 1, 1)
+        ctx.save_for_backward(v, u)
+        ctx.sizes = (n, c, h, w, k, th, tw)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        v, u = ctx.saved_tensors
+        n, c, h, w, k, th, tw = ctx.sizes
+        p = n * th * tw
+        bk, gk, ak = _matrices(grad_out.dtype, grad_out.device)
+        # the output gradient in 4x4 blocks, transposed through A: one 6x6 tile gradient per block
+        dy = F.pad(grad_out.permute(0, 2, 3, 1), (0, 0, 0, OUT * tw - w, 0, OUT * th - h))
+        dy = dy.reshape(n, th, OUT, tw, OUT, k).permute(2, 4, 0, 1, 3, 5).reshape(OUT * OUT, p * k)
+        dm = (ak.T @ dy).view(TILE * TILE, p, k)
+        du = torch.bmm(v.transpose(1, 2), dm)  # 36, c, k
+        grad_weight = (gk.T @ du.view(TILE * TILE, c * k)).view(3, 3, c, k).permute(3, 2, 0, 1).contiguous()
+        dv = torch.bmm(dm, u.transpose(1, 2))  # 36, p, c
+        dtiles = (bk.T @ dv.view(TILE * TILE, p * c)).view(TILE, TILE, n, th, tw, c)
+        grad_x = _fold(dtiles, n, th, tw, c)[:, 1:1 + h, 1:1 + w].permute(0, 3, 1, 2)
+        grad_bias = grad_out.sum((0, 2, 3)) if ctx.has_bias else None
+        return grad_x, grad_weight, grad_bias
+
+
+def _fold(dtiles: torch.Tensor, n: int, th: int, tw: int, c: int) -> torch.Tensor:
+    """Sum the 6x6 tile gradients onto the padded image (N,H,W,C): each tile's last two rows and columns
+    overlap the next tile's first two, so the 4x4 cores are copied and the overlaps added in three passes."""
+    out = dtiles.new_zeros(n, OUT * th + OUT, OUT * tw + OUT, c)
+
+    def blocks(row: int, col: int) -> torch.Tensor:  # the image from (row, col) on, as n, th, 4, tw, 4, c
+        return out[:, row:row + OUT * th, col:col + OUT * tw].unflatten(1, (th, OUT)).unflatten(3, (tw, OUT))
+
+    def part(rows: slice, cols: slice) -> torch.Tensor:
+        return dtiles[rows, cols].permute(2, 3, 0, 4, 1, 5)
+
+    core, edge = slice(0, OUT), slice(OUT, TILE)
+    blocks(0, 0).copy_(part(core, core))
+    blocks(OUT, 0)[:, :, :2].add_(part(edge, core))
+    blocks(0, OUT)[:, :, :, :, :2].add_(part(core, edge))
+    blocks(OUT, OUT)[:, :, :2, :, :2].add_(part(edge, edge))
+    return out
+
+
+def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, padding=1) for 3x3 filters, by Winograd F(4x4, 3x3)."""
+    return _WinogradConv3x3.apply(x, weight, bias)
+
+
+class WinogradConv2d(nn.Conv2d):
+    """An nn.Conv2d (same parameters and state dict) whose training steps in fp32 on a CPU use Winograd;
+    under autocast, on a GPU, on maps smaller than 4x4, without gradients (evaluation: its large batches would
+    need large tile buffers) and while exporting, it is the plain convolution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and min(x.shape[-2:]) >= MIN_SIZE
+                and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
+                and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export()):
+            return winograd_conv3x3(x, self.weight, self.bias)
+        return super().forward(x)
+
+
+def eligible(conv: nn.Module) -> bool:
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and conv.in_channels * conv.out_channels >= MIN_CHANNEL_PRODUCT)
+
+
+def use_winograd(model: nn.Module) -> int:
+    """Turn the model's wide 3x3 convolutions into WinogradConv2d in place (parameters untouched); returns
+    how many. The class changes, not the module, so optimizers and state dicts are unaffected."""
+    changed = 0
+    for module in model.modules():
+        if eligible(module):
+            module.__class__ = WinogradConv2d
+            changed += 1
+    return changed
+
+
+def use_direct(model: nn.Module) -> None:
+    """Undo use_winograd (for a copy that leaves training: export, serving)."""
+    for module in model.modules():
+        if type(module) is WinogradConv2d:
+            module.__class__ = nn.Conv2d
