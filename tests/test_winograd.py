@@ -47,19 +47,28 @@ def test_only_wide_3x3_convolutions_change_and_the_state_dict_stays():
     assert list(model.state_dict()) == keys
     use_direct(model)
     assert all(type(m) is nn.Conv2d for m in model.modules() if isinstance(m, nn.Conv2d))
-    assert use_winograd(create_model("fastnet_small")) == 1  # 128->128 (on 3x3 maps: direct, next test)
+    assert use_winograd(create_model("fastnet_small")) == 3  # 64->64, 64->128, 128->128; on its maps: direct
     assert use_winograd(create_model("ann")) == 0
 
 
-def test_without_gradients_or_on_small_maps_the_layer_is_the_direct_convolution():
+@pytest.mark.parametrize("c, k, h, winograd", [(128, 128, 4, True), (128, 128, 3, False), (64, 64, 28, True),
+                                                (64, 64, 14, False), (64, 128, 7, False)])
+def test_it_is_used_where_it_pays(c, k, h, winograd):
+    conv = nn.Conv2d(c, k, 3, padding=1)
+    x = torch.randn(2, c, h, h)
+    direct = conv(x)
+    use_winograd(conv)
+    assert torch.equal(conv(x), direct) != winograd
+
+
+def test_without_gradients_the_layer_is_the_direct_convolution():
     torch.manual_seed(0)
     conv = nn.Conv2d(128, 128, 3, padding=1)
-    x, small = torch.randn(4, 128, 10, 10), torch.randn(4, 128, 3, 3)
-    direct, direct_small = conv(x), conv(small)
+    x = torch.randn(4, 128, 10, 10)
+    direct = conv(x)
     use_winograd(conv)
     with torch.no_grad():
         assert torch.equal(conv(x), direct)
-    assert torch.equal(conv(small), direct_small)
     assert not torch.equal(conv(x), direct)  # with gradients: Winograd, equal to ~1e-6
     torch.testing.assert_close(conv(x), direct, rtol=1e-4, atol=1e-4)
 

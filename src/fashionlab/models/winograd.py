@@ -5,8 +5,8 @@ step in oneDNN's direct fp32 convolutions, already at the machine's arithmetic p
 (Lavin & Gray 2015) computes each 4x4 block of outputs from a 6x6 input tile with 36 multiplications per
 input-output channel pair instead of 144: the input tiles and the filters are transformed once, the 36
 tile positions become 36 independent matrix products (torch.bmm, MKL at full speed), and the products are
-transformed back. The transforms are memory-bound passes, so the trade pays only for wide layers (128x128
-channels and more) on maps of 4x4 and larger; other layers keep oneDNN's direct convolution. Outputs differ
+transformed back. The transforms are memory-bound passes, so the trade pays only for wide layers on large
+enough maps (`pays`); other layers keep oneDNN's direct convolution. Outputs differ
 from the direct convolution's by ~1e-5 of their scale (fp32 rounding of the transforms); training is as
 deterministic as before.
 
@@ -31,12 +31,12 @@ TILE, OUT = 6, 4  # input tile and output block sizes
 # Kronecker products transform a whole flattened tile in one matrix product: 36x36, 36x9 and 16x36
 _MATRICES: dict = {}
 
-# where the direct convolution stays, measured on machine C (docs/BENCHMARKS.md, session 21): 64->64 channels
-# at 14x14 lost 1.5x, 64->128 at 7x7 gained 1.2x, 128->128 at 28x28 1.8x, but at 3x3 (a 4x4 block for 9 outputs)
-# lost 5%; 256->256 at 4x4 gained 1.9x
-MIN_CHANNEL_PRODUCT = 128 * 128
-MIN_SIZE = 4
-
+# where Winograd pays, from a sweep on machine C (fp32, batch 128 and 256, forward and backward; session 21 in
+# docs/BENCHMARKS.md): 128x128 channels and more gain 1.15-1.9x on maps from 7x7 to 28x28 (more with the map),
+# but lose 5% on 3x3 maps (one 4x4 block for 9 outputs); 64x64 to 96x96 gain 1.2-1.6x on 28x28 maps, whose
+# 4x4 blocks fit exactly, and break even or lose on 14x14 and 7x7 ones; 32x64 loses everywhere
+MIN_CHANNEL_PRODUCT = 64 * 64
+WIDE, WIDE_MIN_SIZE, MIN_SIZE = 128 * 128, 4, 28
 
 def _matrices(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     key = (dtype, device)
@@ -122,16 +122,21 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 class WinogradConv2d(nn.Conv2d):
     """An nn.Conv2d (same parameters and state dict) whose training steps in fp32 on a CPU use Winograd;
-    under autocast, on a GPU, on maps smaller than 4x4, without gradients (evaluation: its large batches would
+    under autocast, on a GPU, where it would not pay (`pays`), without gradients (evaluation: its large batches would
     need large tile buffers) and while exporting, it is the plain convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and min(x.shape[-2:]) >= MIN_SIZE
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and pays(self, *x.shape[-2:])
                 and torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
                 and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export()):
             return winograd_conv3x3(x, self.weight, self.bias)
         return super().forward(x)
+
+
+def pays(conv: nn.Conv2d, height: int, width: int) -> bool:
+    channels = conv.in_channels * conv.out_channels
+    return min(height, width) >= (WIDE_MIN_SIZE if channels >= WIDE else MIN_SIZE)
 
 
 def eligible(conv: nn.Module) -> bool:
