@@ -1,0 +1,73 @@
+"""Where Winograd's 3x3 convolution pays: one fp32 training pass (forward and backward) of a 3x3 convolution,
+oneDNN's direct algorithm against fashionlab's Winograd F(4x4, 3x3) (models/winograd.py), over channel counts,
+map sizes and batch sizes. Its table chose `winograd.pays`.
+
+    python benchmarks/winograd_sweep.py [--batch-sizes 128,256] [--sizes 28,14,7,4,3]
+                                        [--channels 32x64,64x64,64x128,96x96,128x128]
+
+Each cell is the fastest of 2x4 passes, the two algorithms alternating, so that a burst of other work on the
+machine slows both; `pays` says whether the layer uses Winograd in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from machine import describe
+from torch import nn
+
+from fashionlab.models.winograd import eligible, pays, winograd_conv3x3
+
+
+def fastest_pass(conv, x, weight, grad, repeats: int = 4) -> float:
+    def one():
+        conv(x, weight).backward(grad)
+    one()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        one()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def compare(n: int, c: int, k: int, size: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    x = torch.randn(n, c, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weight = (torch.randn(k, c, 3, 3) * 0.05).requires_grad_()
+    grad = torch.randn(n, k, size, size).contiguous(memory_format=torch.channels_last)
+    direct = lambda x, w: F.conv2d(x, w, padding=1)  # noqa: E731
+    times = {"direct": [], "winograd": []}
+    for _ in range(2):
+        times["direct"].append(fastest_pass(direct, x, weight, grad))
+        times["winograd"].append(fastest_pass(winograd_conv3x3, x, weight, grad))
+    return min(times["direct"]), min(times["winograd"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", default="128,256")
+    parser.add_argument("--sizes", default="28,14,7,4,3")
+    parser.add_argument("--channels", default="32x64,64x64,64x128,96x96,128x128")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# {describe()}; fp32, channels_last, forward + backward")
+    print("| batch | channels | map | direct ms | Winograd ms | gain | pays |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    for n in (int(b) for b in args.batch_sizes.split(",")):
+        for size in (int(s) for s in args.sizes.split(",")):
+            for channels in args.channels.split(","):
+                c, k = (int(v) for v in channels.split("x"))
+                direct, winograd = compare(n, c, k, size)
+                conv = nn.Conv2d(c, k, 3, padding=1)
+                used = "yes" if eligible(conv) and pays(conv, size, size) else "no"
+                print(f"| {n} | {c}->{k} | {size}x{size} | {direct * 1000:.1f} | {winograd * 1000:.1f} | "
+                      f"{direct / winograd:.2f}x | {used} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
