@@ -5,8 +5,9 @@ step in oneDNN's direct fp32 convolutions, already at the machine's arithmetic p
 (Lavin & Gray 2015) computes each 4x4 block of outputs from a 6x6 input tile with 36 multiplications per
 input-output channel pair instead of 144: the input tiles and the filters are transformed once, the 36
 tile positions become 36 independent matrix products (torch.bmm, MKL at full speed), and the products are
-transformed back. The transforms are memory-bound passes, so the trade pays only for wide layers on large
-enough maps (`pays`); other layers keep oneDNN's direct convolution. Outputs differ
+transformed back. The transforms cost in proportion to the input channels, the products to input x output
+channels, so the trade pays only for wide layers on large enough maps (`pays`); other layers keep oneDNN's
+direct convolution. Outputs differ
 from the direct convolution's by ~1e-5 of their scale (fp32 rounding of the transforms); training is as
 deterministic as before.
 
@@ -31,10 +32,10 @@ TILE, OUT = 6, 4  # input tile and output block sizes
 # Kronecker products transform a whole flattened tile in one matrix product: 36x36, 36x9 and 16x36
 _MATRICES: dict = {}
 
-# where Winograd pays, from a sweep on machine C (fp32, batch 128 and 256, forward and backward; session 21 in
-# docs/BENCHMARKS.md): 128x128 channels and more gain 1.15-1.9x on maps from 7x7 to 28x28 (more with the map),
-# but lose 5% on 3x3 maps (one 4x4 block for 9 outputs); 64x64 to 96x96 gain 1.2-1.6x on 28x28 maps, whose
-# 4x4 blocks fit exactly, and break even or lose on 14x14 and 7x7 ones; 32x64 loses everywhere
+# where Winograd pays, from benchmarks/winograd_sweep.py on machine C (fp32, batch 128 and 256, forward and
+# backward; docs/BENCHMARKS.md, session 21): 128x128 channels gain 1.19-1.95x on maps from 4x4 to 28x28 but
+# not on 3x3 (one 4x4 block for 9 outputs); 64x64 to 96x96 gain 1.3-1.75x on 28x28 maps, whose 4x4 blocks fit
+# exactly, and not reliably on 14x14 and 7x7; 32x64 breaks even at best
 MIN_CHANNEL_PRODUCT = 64 * 64
 WIDE, WIDE_MIN_SIZE, MIN_SIZE = 128 * 128, 4, 28
 
