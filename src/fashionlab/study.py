@@ -112,7 +112,8 @@ PRESETS = {
               "patience": 5, "ann": SEED_ANN, "recipes": ("fast", "standard", "mlp", "best"),
               "architectures": {"epochs": 15},
               "about": "the seed's epoch counts (30/30/60/30/60) on all 50,000 training images"},
-    # quick: every experiment and figure within 20 minutes on a 2-core CPU: 13.7 CPU-minutes on one
+    # quick: every experiment and figure within 20 minutes on a 2-core CPU with bf16 products (37 without,
+    # machine C, docs/REPORT.md): 13.7 CPU-minutes on one
     # thread (measured, docs/REPORT.md). The MLPs are cheap (~1-2 s an epoch) and keep all data; the CNN
     # costs ~217 s an epoch on 50,000 images, so it trains on the first 10,000 for 3 (6 with aug) epochs.
     "quick": {"epochs": {"ann": 10, "ann_aug": 20, "cnn": 3, "cnn_aug": 6, "early_stop": 30},
