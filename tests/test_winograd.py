@@ -75,9 +75,9 @@ def test_without_gradients_the_layer_is_the_direct_convolution():
 
 @pytest.mark.parametrize("winograd", [True, False])
 def test_fp32_training_uses_it_unless_turned_off(tmp_path, fmnist, tiny_config, monkeypatch, winograd):
-    from fashionlab.training import loop
+    from fashionlab.training import precision
     calls = []
-    monkeypatch.setattr(loop, "use_winograd", lambda model: calls.append(model))
+    monkeypatch.setattr(precision, "use_winograd", lambda model: calls.append(model))
     run = train(tiny_config(model="cnn", train_limit=256, test_limit=100, epochs=1, batch_size=64,
                             winograd=winograd, bn_recalibration=0), root=tmp_path, data=fmnist, show_progress=False)
     assert run.finished and len(calls) == int(winograd)

@@ -42,7 +42,6 @@ from ..errors import FashionlabError, RunError, TrainingDiverged
 from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
 from ..models import count_parameters, create_model
 from ..models.ensemble import member_losses
-from ..models.winograd import use_winograd
 from ..runs import Run, create_run, open_run
 from . import distributed, pruning
 from .batchnorm import recalibrate_batchnorm
@@ -53,10 +52,10 @@ from .precision import (
     autocast,
     bf16_supported,
     choose_precision,
+    prepare_convolutions,
     prepare_input,
     prepare_model,
     resolve_device,
-    uses_winograd,
 )
 from .pruning import Pruner
 
@@ -315,8 +314,7 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
             # the recipes' seconds (docs/BENCHMARKS.md) were measured with bf16; say why a run takes 2-3x that
             _log("this CPU has no bf16 matrix products (AVX512-BF16 or AMX), so the recipe trains in fp32, "
                  "2-3x slower than its documented times (docs/BENCHMARKS.md, machine C)")
-    if uses_winograd(precision, device, config.winograd):
-        use_winograd(model)
+    prepare_convolutions(model, precision, device, config.winograd)
     run.set_status("running", precision=precision)
     # issue 7: DDP wrapper for the training steps (same weights as `model`); TensorBoard on rank 0
     precision = distributed.from_main(precision)

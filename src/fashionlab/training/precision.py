@@ -53,12 +53,17 @@ def uses_winograd(precision: str, device: torch.device, winograd: bool) -> bool:
     return winograd and precision == "fp32" and device.type == "cpu"
 
 
+def prepare_convolutions(model: nn.Module, precision: str, device: torch.device, winograd: bool) -> None:
+    """Wide 3x3 convolutions by Winograd where the run trains in fp32 on a CPU (models/winograd.py)."""
+    if uses_winograd(precision, device, winograd):
+        use_winograd(model)
+
+
 def _seconds_per_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str,
                       device: torch.device, winograd: bool, steps: int = 4) -> float:
     """The fastest of a few timed training steps: the minimum, unlike the mean, ignores other jobs' bursts."""
     trial = copy.deepcopy(model)
-    if uses_winograd(precision, device, winograd):
-        use_winograd(trial)
+    prepare_convolutions(trial, precision, device, winograd)
     opt = torch.optim.SGD(trial.parameters(), lr=1e-6)
 
     def step():
