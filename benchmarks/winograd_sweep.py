@@ -5,8 +5,10 @@ map sizes and batch sizes. Its table chose `winograd.pays`.
     python benchmarks/winograd_sweep.py [--batch-sizes 128,256] [--sizes 28,14,7,4,3]
                                         [--channels 32x64,64x64,64x128,96x96,128x128]
 
-Each cell is the fastest of 2x4 passes, the two algorithms alternating, so that a burst of other work on the
-machine slows both; `pays` says whether the layer uses Winograd in training.
+Winograd runs with the compiled transforms (models/winograd_transforms.c) where the machine has a C compiler;
+the last column times it with the torch-operation transforms, the fallback. Each cell is the fastest of 2x4
+passes, the algorithms alternating, so that a burst of other work on the machine slows all; `pays` says
+whether the layer uses Winograd in training.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch.nn.functional as F
 from machine import describe
 from torch import nn
 
-from fashionlab.models.winograd import eligible, pays, winograd_conv3x3
+from fashionlab.models import native
+from fashionlab.models.winograd import eligible, pays, torch_transforms, winograd_conv3x3
 
 
 def fastest_pass(conv, x, weight, grad, repeats: int = 4) -> float:
@@ -34,17 +37,20 @@ def fastest_pass(conv, x, weight, grad, repeats: int = 4) -> float:
     return min(times)
 
 
-def compare(n: int, c: int, k: int, size: int) -> tuple[float, float]:
+def compare(n: int, c: int, k: int, size: int) -> tuple[float, float, float | None]:
     torch.manual_seed(0)
     x = torch.randn(n, c, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
     weight = (torch.randn(k, c, 3, 3) * 0.05).requires_grad_()
     grad = torch.randn(n, k, size, size).contiguous(memory_format=torch.channels_last)
     direct = lambda x, w: F.conv2d(x, w, padding=1)  # noqa: E731
-    times = {"direct": [], "winograd": []}
+    times = {"direct": [], "winograd": [], "torch transforms": []}
     for _ in range(2):
         times["direct"].append(fastest_pass(direct, x, weight, grad))
         times["winograd"].append(fastest_pass(winograd_conv3x3, x, weight, grad))
-    return min(times["direct"]), min(times["winograd"])
+        if native.library() is not None:
+            with torch_transforms():
+                times["torch transforms"].append(fastest_pass(winograd_conv3x3, x, weight, grad))
+    return min(times["direct"]), min(times["winograd"]), min(times["torch transforms"], default=None)
 
 
 def main() -> None:
@@ -55,18 +61,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {describe()}; fp32, channels_last, forward + backward")
-    print("| batch | channels | map | direct ms | Winograd ms | gain | pays |")
-    print("|---:|---|---:|---:|---:|---:|---|")
+    transforms = "compiled transforms" if native.library() else "no C compiler: torch-operation transforms"
+    print(f"# {describe()}; fp32, channels_last, forward + backward; {transforms}")
+    print("| batch | channels | map | direct ms | Winograd ms | gain | pays | Winograd, torch-op transforms ms |")
+    print("|---:|---|---:|---:|---:|---:|---|---:|")
     for n in (int(b) for b in args.batch_sizes.split(",")):
         for size in (int(s) for s in args.sizes.split(",")):
             for channels in args.channels.split(","):
                 c, k = (int(v) for v in channels.split("x"))
-                direct, winograd = compare(n, c, k, size)
+                direct, winograd, torch_ops = compare(n, c, k, size)
                 conv = nn.Conv2d(c, k, 3, padding=1)
                 used = "yes" if eligible(conv) and pays(conv, size, size) else "no"
+                fallback = "-" if torch_ops is None else f"{torch_ops * 1000:.1f}"
                 print(f"| {n} | {c}->{k} | {size}x{size} | {direct * 1000:.1f} | {winograd * 1000:.1f} | "
-                      f"{direct / winograd:.2f}x | {used} |", flush=True)
+                      f"{direct / winograd:.2f}x | {used} | {fallback} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ gradient is a second batch of 36 products, the input gradient a third, folded ba
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,12 +36,15 @@ TILE, OUT = 6, 4  # input tile and output block sizes
 # Kronecker products transform a whole flattened tile in one matrix product: 36x36, 36x9 and 16x36
 _MATRICES: dict = {}
 
-# where Winograd pays, from benchmarks/winograd_sweep.py on machine C (fp32, batch 128 and 256, forward and
-# backward; docs/BENCHMARKS.md, session 21): 128x128 channels gain 1.19-1.95x on maps from 4x4 to 28x28 but
-# not on 3x3 (one 4x4 block for 9 outputs); 64x64 to 96x96 gain 1.3-1.75x on 28x28 maps, whose 4x4 blocks fit
-# exactly, and not reliably on 14x14 and 7x7; 32x64 breaks even at best
-MIN_CHANNEL_PRODUCT = 64 * 64
-WIDE, WIDE_MIN_SIZE, MIN_SIZE = 128 * 128, 4, 28
+# Where Winograd pays: (input x output channels at least, map side at least), from benchmarks/winograd_sweep.py
+# on machine C (fp32, batch 128 and 256, forward and backward; docs/BENCHMARKS.md). With the compiled
+# transforms (session 22): 64x64 channels and up gain 1.25-2.8x on maps from 4x4 to 28x28, 32x64 gains
+# 1.4-1.7x on 28x28 maps (whose 4x4 blocks fit exactly) but breaks even on 14x14 and 7x7, 32x32 never pays.
+# With the torch-operation transforms (session 21): 128x128 gains 1.2-1.95x from 4x4 to 28x28, 64x64 to 96x96
+# 1.3-1.75x on 28x28 only. Not on 3x3 maps in either (one 4x4 block for 9 outputs).
+COMPILED_RULES = ((64 * 64, 4), (32 * 64, 28))
+TORCH_RULES = ((128 * 128, 4), (64 * 64, 28))
+MIN_CHANNEL_PRODUCT = min(product for product, _ in COMPILED_RULES + TORCH_RULES)
 
 def _matrices(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     key = (dtype, device)
@@ -180,9 +185,27 @@ class _NativeTransforms:
 _TORCH, _NATIVE = _TorchTransforms(), _NativeTransforms()
 
 
+_torch_only = False
+
+
+@contextlib.contextmanager
+def torch_transforms():
+    """Within it, the transforms are torch operations even where the compiled ones could run (benchmarks)."""
+    global _torch_only
+    before, _torch_only = _torch_only, True
+    try:
+        yield
+    finally:
+        _torch_only = before
+
+
 def _native_fits(x: torch.Tensor, out_channels: int) -> bool:
-    """winograd_transforms.c takes fp32 CPU tensors with channel counts divisible by its vector width, 8."""
-    return (x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[1] % 8 == 0 and out_channels % 8 == 0
+    return x.dtype == torch.float32 and x.device.type == "cpu" and _compiled(x.shape[1], out_channels)
+
+
+def _compiled(in_channels: int, out_channels: int) -> bool:
+    """Whether the compiled transforms run: they take channel counts divisible by their vector width, 8."""
+    return (not _torch_only and in_channels % 8 == 0 and out_channels % 8 == 0
             and native.library() is not None)
 
 
@@ -206,8 +229,10 @@ class WinogradConv2d(nn.Conv2d):
 
 
 def pays(conv: nn.Conv2d, height: int, width: int) -> bool:
-    channels = conv.in_channels * conv.out_channels
-    return min(height, width) >= (WIDE_MIN_SIZE if channels >= WIDE else MIN_SIZE)
+    """For an fp32 CPU training step of an eligible convolution on height x width maps."""
+    rules = COMPILED_RULES if _compiled(conv.in_channels, conv.out_channels) else TORCH_RULES
+    product, size = conv.in_channels * conv.out_channels, min(height, width)
+    return any(product >= least and size >= side for least, side in rules)
 
 
 def eligible(conv: nn.Module) -> bool:
