@@ -26,10 +26,12 @@ data:
 	fi
 
 # Browser tests need Debian's chromium, the multi-worker sweep test a PostgreSQL server (the test starts its
-# own on a free local port); installed when apt-get is usable, skipped otherwise.
+# own on a free local port), the compiled Winograd transforms' tests a C compiler; installed when apt-get is
+# usable, skipped otherwise.
 system-deps: data
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v cc >/dev/null || command -v gcc >/dev/null || missing="$$missing gcc"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
