@@ -2,7 +2,7 @@
 
     python benchmarks/ensemble_trial.py --members 2 --epochs 13 [--first-seed 0] [--separate] [--root DIR]
 
-Trains `best` as the package's ensemble `fastnet_large-xK` (K = --members, side by side in one run, each for
+Trains `best` as the package's ensemble `NAME-xK` of the recipe's network (K = --members, side by side in one run, each for
 --epochs; the recipe's other settings unchanged) on 50,000 images, then scores each member and the ensemble
 (the mean of the members' logits, as models/ensemble.py predicts) on the 10,000-image validation split, under
 several test-time augmentations. With --separate each member is its own run of `best` (seeds first-seed,
@@ -27,6 +27,7 @@ from fashionlab.evaluation import SHIFTS, shifted
 from fashionlab.inference import load_run_model
 from fashionlab.runs import open_run
 from fashionlab.training.loop import train
+from fashionlab.recipes import RECIPES
 from fashionlab.training.precision import autocast, prepare_input
 
 
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--separate", action="store_true",
                         help="train each member as its own run (seeds first-seed, first-seed+1, ...) instead of "
-                             "the package's ensemble (fastnet_large-xK: one run, the members side by side)")
+                             "the package's ensemble (NAME-xK: one run, the members side by side)")
     parser.add_argument("--root", default="ensemble-trial", help="where the runs are kept")
     parser.add_argument("--val-images", type=int, default=10_000, help="score on the first N (a quick check)")
     args = parser.parse_args()
@@ -102,8 +103,8 @@ def main() -> None:
         members = [load_run_model(trained(config, root, data), root) for config in configs]
         labels = [f"member seed {seed}" for seed in seeds]
     else:
-        config = validation_config("best", args.first_seed,
-                                   {**overrides, "model": f"fastnet_large-x{args.members}"})
+        network = RECIPES["best"]["model"]
+        config = validation_config("best", args.first_seed, {**overrides, "model": f"{network}-x{args.members}"})
         config.name = f"best-x{args.members}-{args.epochs:g}ep-s{args.first_seed}"
         ensemble, record = load_run_model(trained(config, root, data), root)
         members = [(member, record) for member in ensemble.members]
