@@ -68,9 +68,10 @@ def test_pick_a_photo_and_see_the_answer(server, page, served_run, photos, tmp_p
     # photos: test_preprocess.py)
     assert labels == [t["label"] for t in expected] and "Ankle Boot" in labels
     assert shown == [f"{100 * t['probability']:.1f}%" for t in expected]
-    # the bar widths are the probabilities, and the 28x28 model input is shown
+    # the bar widths are the probabilities (compared as numbers: the browser writes a width of "56.0%" as "56%"),
+    # and the 28x28 model input is shown
     widths = page.eval_on_selector_all(".result .bar span", "els => els.map(e => e.style.width)")
-    assert widths == shown
+    assert [float(w.rstrip("%")) for w in widths] == [float(s.rstrip("%")) for s in shown]
     assert page.eval_on_selector(".result img.seen", "img => [img.complete, img.naturalWidth]") == [True, 28]
     assert page.problems == []
 
