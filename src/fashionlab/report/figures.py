@@ -289,7 +289,7 @@ def fig9_filters_and_feature_maps(model: torch.nn.Module, image: torch.Tensor, l
 
 def fig_time_to_accuracy(entries: list[Entry]):
     """Validation accuracy against cumulative training seconds (history.csv); a star marks test accuracy."""
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 4.2))
     for e in entries:
         rows = [r for r in e.run.history() if r.get("val_accuracy", "") != ""]
         ax.plot([r["seconds"] for r in rows], [r["val_accuracy"] for r in rows], "-o", ms=3, color=e.color,
@@ -304,6 +304,6 @@ def fig_time_to_accuracy(entries: list[Entry]):
     ax.xaxis.set_minor_formatter(seconds)
     ax.set(xlabel="cumulative training time (s, log scale)", ylabel="accuracy",
            title="Time to accuracy: validation accuracy per epoch (lines), test accuracy at the end (stars)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # outside: inside it hid a slow model's end
     fig.tight_layout()
     return fig
