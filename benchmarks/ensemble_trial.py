@@ -2,10 +2,10 @@
 
     python benchmarks/ensemble_trial.py --members 2 --epochs 13 [--first-seed 0] [--separate] [--root DIR]
 
-Trains `best` as the package's ensemble `NAME-xK` of the recipe's network (K = --members, side by side in one run, each for
---epochs; the recipe's other settings unchanged) on 50,000 images, then scores each member and the ensemble
-(the mean of the members' logits, as models/ensemble.py predicts) on the 10,000-image validation split, under
-several test-time augmentations. With --separate each member is its own run of `best` (seeds first-seed,
+Trains `best` as the package's ensemble `NAME-xK` of the recipe's network (K = --members, side by side in one
+run, each for --epochs; the recipe's other settings unchanged) on 50,000 images, then scores each member and
+the ensemble (the mean of the members' logits, as models/ensemble.py predicts) on the 10,000-image validation
+split, under several test-time augmentations. With --separate each member is its own run of `best` (seeds first-seed,
 first-seed+1, ...: own starting weights, batches and augmentations). A finished run already in --root is
 scored, not trained again, so an interrupted trial resumes where it stopped. Per-epoch validation inside
 training runs without TTA (10 views of 10,000 images cost ~50 s on machine B); the TTA variants are scored
@@ -25,9 +25,9 @@ from tune_recipe import validation_config
 from fashionlab.data import load_fashion_mnist, make_splits
 from fashionlab.evaluation import SHIFTS, shifted
 from fashionlab.inference import load_run_model
+from fashionlab.recipes import RECIPES
 from fashionlab.runs import open_run
 from fashionlab.training.loop import train
-from fashionlab.recipes import RECIPES
 from fashionlab.training.precision import autocast, prepare_input
 
 
