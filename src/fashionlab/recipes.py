@@ -61,7 +61,8 @@ RECIPES: dict[str, dict] = {
     # Session 19 (validation, seed 0): airbench96's residual groups (fastnet_large_res) for 20 epochs' steps in
     # the same time 95.95%, the last 25% of the steps unpruned (not 12.5%) 95.93%: no gain. Session 23 (machine D,
     # an AMX Xeon, where the recipe takes 26 min; validation, seed 0): two full-length networks as an ensemble
-    # (fastnet_large_ceil-x2, twice the time) 95.81%, its members 95.82% and 95.89%: no gain
+    # (fastnet_large_ceil-x2, twice the time) 95.81%, its members 95.82% and 95.89%; two separate runs (seeds 0-1)
+    # averaged 96.04%, the runs 96.03% and 95.90%: no gain
     "best": {
         "model": "fastnet_large_ceil", "epochs": 26, "prune": 0.7, "batch_size": 256, "optimizer": "muon", "lr": 0.2,
         "muon_lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
