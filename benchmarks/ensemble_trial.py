@@ -9,7 +9,7 @@ split, under several test-time augmentations. With --separate each member is its
 first-seed+1, ...: own starting weights, batches and augmentations). A finished run already in --root is
 scored, not trained again, so an interrupted trial resumes where it stopped. Per-epoch validation inside
 training runs without TTA (10 views of 10,000 images cost ~50 s on machine B); the TTA variants are scored
-here, once, at the end.
+here, once, at the end, followed by how many of the members' errors are the same images (the recipe's TTA).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from machine import describe
 from tune_recipe import validation_config
 
-from fashionlab.data import load_fashion_mnist, make_splits
+from fashionlab.data import CLASSES, load_fashion_mnist, make_splits
 from fashionlab.evaluation import SHIFTS, shifted
 from fashionlab.inference import load_run_model
 from fashionlab.recipes import RECIPES
@@ -67,6 +67,25 @@ def member_logits(model: torch.nn.Module, images: torch.Tensor, shifts, precisio
         with autocast(device, precision):
             out.append((sum(model(prepare_input(v, model)).float() for v in batch) / len(batch)).cpu())
     return torch.cat(out).numpy()
+
+
+def shared_errors(logits: list[np.ndarray], labels: np.ndarray) -> str:
+    """Why an ensemble gains little: how many of its members' errors (the recipe's TTA) are the same images, with
+    the same wrong answer, and the pairs of classes the ensemble confuses most."""
+    answers = [z.argmax(1) for z in logits]
+    wrong = [a != labels for a in answers]
+    all_wrong = np.logical_and.reduce(wrong)
+    same_answer = all_wrong & np.all([a == answers[0] for a in answers], axis=0)
+    ensemble = np.mean(logits, axis=0).argmax(1)
+    pairs = {}
+    for true, said in zip(labels[ensemble != labels], ensemble[ensemble != labels]):
+        key = tuple(sorted((CLASSES[true], CLASSES[said])))
+        pairs[key] = pairs.get(key, 0) + 1
+    top = sorted(pairs.items(), key=lambda kv: -kv[1])[:4]
+    return (f"\nerrors with the recipe's TTA: members {' / '.join(str(w.sum()) for w in wrong)}, made by every member "
+            f"{all_wrong.sum()}, of those with the same wrong answer {same_answer.sum()}; the ensemble's "
+            f"{(ensemble != labels).sum()} errors, most often between "
+            + ", ".join(f"{a} and {b} ({n})" for (a, b), n in top))
 
 
 def trained(config, root: Path, data) -> str:
@@ -120,6 +139,9 @@ def main() -> None:
         scores = [(z.argmax(1) == labels_true).mean() for z in logits]
         ensemble_score = (np.mean(logits, axis=0).argmax(1) == labels_true).mean()
         print(f"| {label} | {' | '.join(f'{s:.2%}' for s in scores)} | {ensemble_score:.2%} |", flush=True)
+        if shifts == AXES:
+            recipe_tta = logits
+    print(shared_errors(recipe_tta, labels_true))
 
 
 if __name__ == "__main__":

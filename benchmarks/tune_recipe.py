@@ -5,7 +5,9 @@
 Trains on 50,000 images and reports validation accuracy (the recipe's TTA included) and training seconds.
 --variant changes the recipe's network: `relu`, `hardswish` or `silu` put that activation where it has GELU,
 `dirac` initialises each convolution (but the first) as the identity on its first channels, as airbench does,
-`ceil` makes the last max-pool round up (7x7 -> 4x4: the default 3x3 drops the seventh row and column).
+`ceil` makes the last max-pool round up (7x7 -> 4x4: the default 3x3 drops the seventh row and column),
+`up32`, `up36`, `up40` upscale each 28x28 image (bilinear) to that size in front of the network: every feature map
+grows with it (36: 18x18 after the first pool instead of 14x14), ~(size/28)^2 the FLOPs.
 --full-data-tail F keeps every image in the epochs that start in the last F of the steps of a pruned recipe
 (InfoBatch's 0.125 otherwise; a trial knob, not a run setting).
 """
@@ -57,8 +59,13 @@ def ceil_last_pool(model: nn.Module) -> nn.Module:
     return model
 
 
+def upscaled(size: int):
+    return lambda model: nn.Sequential(nn.Upsample(size=(size, size), mode="bilinear", align_corners=False), model)
+
+
 VARIANTS = {"relu": lambda m: replace_gelu(m, nn.ReLU), "hardswish": lambda m: replace_gelu(m, nn.Hardswish),
-            "silu": lambda m: replace_gelu(m, nn.SiLU), "dirac": dirac_init, "ceil": ceil_last_pool}
+            "silu": lambda m: replace_gelu(m, nn.SiLU), "dirac": dirac_init, "ceil": ceil_last_pool,
+            **{f"up{size}": upscaled(size) for size in (32, 36, 40)}}
 
 
 def register_variant(model: str, variant: str) -> str:

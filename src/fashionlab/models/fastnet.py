@@ -91,7 +91,8 @@ def fastnet_large_ceil() -> nn.Sequential:
 def fastnet_large_res() -> nn.Sequential:
     """fastnet_large_ceil with airbench96's residual three-convolution groups: +39% FLOPs, +36% per step on
     machine B. Tried for `best` (session 19): 20 epochs' steps in the hour scored 95.95% on validation against
-    96.04% for fastnet_large_ceil's 26, the same seed (docs/BENCHMARKS.md); no recipe uses it."""
+    96.04% for fastnet_large_ceil's 26, the same seed; for 34 (session 24, ~1.9x the compute) 95.97% against
+    ~96.0% (docs/BENCHMARKS.md); no recipe uses it."""
     return fastnet(stem=32, widths=(64, 256, 256), ceil=True, residual=True)
 
 
