@@ -15,6 +15,7 @@ here, once, at the end, followed by how many of the members' errors are the same
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,14 +78,12 @@ def shared_errors(logits: list[np.ndarray], labels: np.ndarray) -> str:
     all_wrong = np.logical_and.reduce(wrong)
     same_answer = all_wrong & np.all([a == answers[0] for a in answers], axis=0)
     ensemble = np.mean(logits, axis=0).argmax(1)
-    pairs = {}
-    for true, said in zip(labels[ensemble != labels], ensemble[ensemble != labels]):
-        key = tuple(sorted((CLASSES[true], CLASSES[said])))
-        pairs[key] = pairs.get(key, 0) + 1
-    top = sorted(pairs.items(), key=lambda kv: -kv[1])[:4]
+    missed = ensemble != labels
+    pairs = Counter(tuple(sorted((CLASSES[t], CLASSES[s]))) for t, s in zip(labels[missed], ensemble[missed]))
+    top = pairs.most_common(4)
     return (f"\nerrors with the recipe's TTA: members {' / '.join(str(w.sum()) for w in wrong)}, made by every member "
             f"{all_wrong.sum()}, of those with the same wrong answer {same_answer.sum()}; the ensemble's "
-            f"{(ensemble != labels).sum()} errors, most often between "
+            f"{missed.sum()} errors, most often between "
             + ", ".join(f"{a} and {b} ({n})" for (a, b), n in top))
 
 
