@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="change the recipe's network (see above)")
     parser.add_argument("--full-data-tail", type=float, help="fraction of the steps left unpruned at the end")
+    parser.add_argument("--root", help="keep the runs here (e.g. to distil from one later); a temporary folder "
+                                       "otherwise")
     args = parser.parse_args()
     if args.full_data_tail is not None:
         pruning.FULL_DATA_TAIL = args.full_data_tail
@@ -110,7 +112,8 @@ def main() -> None:
         model = overrides.get("model", recipe_settings(args.recipe)["model"])
         overrides["model"] = register_variant(model, args.variant)
     data = load_fashion_mnist()
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = args.root or scratch
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             accuracy, seconds = validation_score(args.recipe, seed, overrides, root, data)
             print(f"{args.recipe} {args.overrides} {args.variant or ''} seed {seed}: "
