@@ -54,6 +54,13 @@ TRAIN_HELP = {
     "threads": "CPU threads for torch (0 = all cores)",
     "data_dir": "folder with the four Fashion-MNIST files",
     "init_from": "fine-tune from the weights of this run (or checkpoint file)",
+    "distill_from": "knowledge distillation: also match the outputs of this finished run (the teacher) on the "
+                    "same augmented images",
+    "distill_weight": "distillation: the share of the loss that matches the teacher (the rest is the usual loss)",
+    "distill_temperature": "distillation: the softmax temperature of the matched outputs",
+    "sam_rho": "sharpness-aware minimisation: the radius of the step up the gradient before each step (e.g. "
+               "0.05; 0 = off); it doubles a step's cost",
+    "sam_from": "sharpness-aware minimisation only from this fraction of the steps on (e.g. 0.7: the last 30%%)",
     "eval_batch_size": "batch size for validation and testing",
     "tensorboard": "write TensorBoard logs (scalars, confusion matrix, example predictions) into the run",
 }

@@ -56,6 +56,11 @@ class RunConfig:
     threads: int = 0                 # torch CPU threads; 0 = torch's default (all cores)
     data_dir: str | None = None
     init_from: str | None = None     # fine-tune from this run or checkpoint's weights
+    distill_from: str | None = None  # knowledge distillation: also match this finished run's outputs
+    distill_weight: float = 0.9      # ... the share of the loss that matches the teacher (training/distillation.py)
+    distill_temperature: float = 4.0
+    sam_rho: float = 0.0             # sharpness-aware minimisation's radius (training/sam.py); 0 = plain steps
+    sam_from: float = 0.0            # ... used from this fraction of the steps on (SAM late in training)
     eval_batch_size: int = 1000
     tensorboard: bool = False        # also write TensorBoard event files into the run directory
 
@@ -115,6 +120,12 @@ class RunConfig:
             raise ConfigError(f"prune must be a probability in [0, 1), got {self.prune}")
         if not 0 <= self.cutmix <= 1:
             raise ConfigError(f"cutmix must be a probability in [0, 1], got {self.cutmix}")
+        _at_least("sam_rho", self.sam_rho, 0)
+        if not 0 <= self.sam_from < 1:
+            raise ConfigError(f"sam_from must be a fraction of the steps in [0, 1), got {self.sam_from}")
+        if not 0 < self.distill_weight <= 1:
+            raise ConfigError(f"distill_weight must be in (0, 1], got {self.distill_weight}")
+        _positive("distill_temperature", self.distill_temperature)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.val_size < TRAIN_IMAGES:

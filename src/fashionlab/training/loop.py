@@ -46,6 +46,7 @@ from ..runs import Run, create_run, open_run
 from . import distributed, pruning
 from .batchnorm import recalibrate_batchnorm
 from .checkpoint import load_checkpoint, load_weights_into, model_state, save_checkpoint
+from .distillation import Teacher
 from .early_stopping import EarlyStopping
 from .optim import create_optimizer, create_scheduler, total_steps
 from .precision import (
@@ -58,6 +59,7 @@ from .precision import (
     resolve_device,
 )
 from .pruning import Pruner
+from .sam import SharpnessAware
 
 
 class Interrupted(FashionlabError):
@@ -131,7 +133,8 @@ def _load_into(model: nn.Module, weights: dict, source) -> None:
 
 def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config: RunConfig, progress: Progress,
                     precision: str, device: torch.device, stop: _StopFlag, bar: tqdm | None, order: torch.Tensor,
-                    first_step: int = 0, steps: int | None = None, pruner: Pruner | None = None) -> None:
+                    first_step: int = 0, steps: int | None = None, pruner: Pruner | None = None,
+                    teacher: Teacher | None = None, sam: SharpnessAware | None = None) -> None:
     """Train on the images of `order` from batch `progress.step` to batch `steps` (default: the end), or until
     Ctrl-C; updates `progress` per step. `first_step`: the run's step number of the epoch's first batch."""
     model.train()
@@ -157,12 +160,15 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
             x = downscale(x, config.low_res_size)
         with autocast(device, precision):
             logits = model(prepare_input(x, model))
-        loss, reported, logits = member_losses(criterion, logits.float(), targets)
+        batch_criterion = criterion if teacher is None else teacher.criterion(criterion, x)
+        loss, reported, logits = member_losses(batch_criterion, logits.float(), targets)
         if pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
             reported, loss = reported.mean(), pruner.weigh(loss, images)
         totals.add(reported, logits, y, epoch, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if sam is not None and first_step + b >= config.sam_from * total_steps(config, steps_per_epoch):
+            _sharpness_aware_gradient(sam, model, x, targets, batch_criterion, precision, device, pruner, images)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -174,6 +180,18 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
         if stop.requested:
             break
     totals.sync()
+
+
+def _sharpness_aware_gradient(sam, model, x, targets, criterion, precision, device, pruner, images) -> None:
+    """Replace the gradients by those at the weights moved up them (SAM's second pass, on the same batch)."""
+    sam.ascend()
+    with autocast(device, precision):
+        logits = model(prepare_input(x, model))
+    loss, _, _ = member_losses(criterion, logits.float(), targets)
+    if pruner is not None:
+        loss = pruner.weigh(loss, images, remember=False)
+    loss.backward()
+    sam.restore()
 
 
 # steps between a GPU's loss reads. Each read waits for the queued kernels; the recipes' small nets are
@@ -292,6 +310,9 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     scheduler = create_scheduler(optimizer, config, steps_per_epoch)
     stopper = EarlyStopping(config.patience, "min" if config.monitor == "val_loss" else "max", config.min_delta)
     progress = Progress()
+    teacher = (Teacher(config.distill_from, config.distill_weight, config.distill_temperature, device)
+               if config.distill_from else None)
+    sam = SharpnessAware(model.parameters(), config.sam_rho) if config.sam_rho else None
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing,
                                     reduction="none" if pruner is not None else "mean")
 
@@ -339,7 +360,7 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
             start = time.perf_counter()
             try:
                 train_one_epoch(train_model, optimizer, scheduler, criterion, train_split, config, progress, precision,
-                                device, stop, bar, order, first_step, epoch_steps, pruner)
+                                device, stop, bar, order, first_step, epoch_steps, pruner, teacher, sam)
             finally:
                 bar.close()
                 progress.train_seconds += time.perf_counter() - start

@@ -46,11 +46,13 @@ class Pruner:
         self.order = order
         return order
 
-    def weigh(self, losses: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """The step's loss from per-image `losses` of `images` (indices), remembering them as scores."""
+    def weigh(self, losses: torch.Tensor, images: torch.Tensor, remember: bool = True) -> torch.Tensor:
+        """The step's loss from per-image `losses` of `images` (indices), remembering them as scores (not those of
+        SAM's second pass: the scores are the losses at the weights being trained)."""
         images = images.to(self.scores.device, non_blocking=True)
-        self.scores[images] = losses.detach()
-        self.trained[images] = True
+        if remember:
+            self.scores[images] = losses.detach()
+            self.trained[images] = True
         return (losses * self.weights[images]).mean()
 
     def end_epoch(self, steps: int) -> None:
