@@ -64,7 +64,9 @@ RECIPES: dict[str, dict] = {
     # (fastnet_large_ceil-x2, twice the time) 95.81%, its members 95.82% and 95.89%; two separate runs (seeds 0-1)
     # averaged 96.04%, the runs 96.03% and 95.90%: no gain (306 of their ~400 errors each are the same images with
     # the same wrong answer). Session 24 (machine D, validation, seed 0): fastnet_large_res for 34 epochs' steps
-    # (~1.9x the compute, ~53 min there) 95.97%, no label smoothing 95.96%: no gain
+    # (~1.9x the compute, ~53 min there) 95.97%, no label smoothing 95.96%: no gain. Session 25 (the same): distilled
+    # from that label-smoothing-free run (weight 0.9, T 4; teacher + student ~50 min) 95.73%, SAM (rho 0.05) in the
+    # last 30% of the steps (1.3x the time) 95.89%: no gain
     "best": {
         "model": "fastnet_large_ceil", "epochs": 26, "prune": 0.7, "batch_size": 256, "optimizer": "muon", "lr": 0.2,
         "muon_lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "scheduler": "onecycle",
