@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..inference import load_run_model
 from .precision import autocast, bf16_supported, prepare_convolutions, prepare_input
 
@@ -22,8 +23,10 @@ class Teacher:
     """A finished run's network, frozen in eval mode, that turns each training batch's loss into a distillation
     loss."""
 
-    def __init__(self, source: str, weight: float, temperature: float, device: torch.device):
+    def __init__(self, source: str, weight: float, temperature: float, device: torch.device, low_res_size: int = 0):
         self.model, record = load_run_model(source, device=str(device))
+        if low_res_size:
+            _check_takes_size(self.model, low_res_size, f"teacher {source} ({record['model_name']})", device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         # the teacher's own precision where this machine has it (a bf16 teacher on an fp32-only CPU runs in fp32)
@@ -45,3 +48,13 @@ class Teacher:
             return (1 - self.weight) * criterion(logits, targets) + self.weight * match
 
         return loss
+
+
+def _check_takes_size(model: nn.Module, size: int, name: str, device: torch.device) -> None:
+    """Progressive resizing shows the teacher the student's smaller images too."""
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 1, size, size, device=device))
+    except RuntimeError:
+        raise ConfigError(f"{name} only takes 28x28 images, so it cannot teach a run with low_res_size {size}; "
+                          "distil from a convolutional net with global pooling, or train at 28x28") from None

@@ -310,8 +310,8 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     scheduler = create_scheduler(optimizer, config, steps_per_epoch)
     stopper = EarlyStopping(config.patience, "min" if config.monitor == "val_loss" else "max", config.min_delta)
     progress = Progress()
-    teacher = (Teacher(config.distill_from, config.distill_weight, config.distill_temperature, device)
-               if config.distill_from else None)
+    teacher = (Teacher(config.distill_from, config.distill_weight, config.distill_temperature, device,
+                       config.low_res_size) if config.distill_from else None)
     sam = SharpnessAware(model.parameters(), config.sam_rho) if config.sam_rho else None
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing,
                                     reduction="none" if pruner is not None else "mean")
