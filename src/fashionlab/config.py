@@ -147,12 +147,12 @@ def _check_low_res(config: RunConfig) -> None:
     if not 0 < config.low_res_epochs < config.epochs:
         raise ConfigError(f"low_res_epochs must be more than 0 and fewer than epochs ({config.epochs}), "
                           f"got {config.low_res_epochs}; the last epochs train at 28x28")
-    if not _takes_any_size(config.model, config.low_res_size):
+    if not takes_any_size(config.model, config.low_res_size):
         raise ConfigError(f"model '{config.model}' only takes 28x28 images, so it cannot train at "
                           f"low_res_size {config.low_res_size}; use a convolutional net with global pooling")
 
 
-def _takes_any_size(model_name: str, size: int) -> bool:
+def takes_any_size(model_name: str, size: int) -> bool:
     import torch
 
     from .models import create_model

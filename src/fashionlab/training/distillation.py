@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import takes_any_size
 from ..errors import ConfigError
 from ..inference import load_run_model
 from .precision import autocast, bf16_supported, prepare_convolutions, prepare_input
@@ -25,8 +26,11 @@ class Teacher:
 
     def __init__(self, source: str, weight: float, temperature: float, device: torch.device, low_res_size: int = 0):
         self.model, record = load_run_model(source, device=str(device))
-        if low_res_size:
-            _check_takes_size(self.model, low_res_size, f"teacher {source} ({record['model_name']})", device)
+        if low_res_size and not takes_any_size(record["model_name"], low_res_size):
+            # progressive resizing shows the teacher the student's smaller images too
+            raise ConfigError(f"teacher {source} ({record['model_name']}) only takes 28x28 images, so it cannot teach "
+                              f"a run with low_res_size {low_res_size}; distil from a convolutional net with global "
+                              "pooling, or train at 28x28")
         for p in self.model.parameters():
             p.requires_grad_(False)
         # the teacher's own precision where this machine has it (a bf16 teacher on an fp32-only CPU runs in fp32)
@@ -49,12 +53,3 @@ class Teacher:
 
         return loss
 
-
-def _check_takes_size(model: nn.Module, size: int, name: str, device: torch.device) -> None:
-    """Progressive resizing shows the teacher the student's smaller images too."""
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, 1, size, size, device=device))
-    except RuntimeError:
-        raise ConfigError(f"{name} only takes 28x28 images, so it cannot teach a run with low_res_size {size}; "
-                          "distil from a convolutional net with global pooling, or train at 28x28") from None
