@@ -52,4 +52,3 @@ class Teacher:
             return (1 - self.weight) * criterion(logits, targets) + self.weight * match
 
         return loss
-

@@ -158,12 +158,8 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
             x, targets = cutmix(x, y, config.cutmix, len(CLASSES))
         if first_step + b < low_res_until:  # progressive resizing (data/resize.py)
             x = downscale(x, config.low_res_size)
-        with autocast(device, precision):
-            logits = model(prepare_input(x, model))
         batch_criterion = criterion if teacher is None else teacher.criterion(criterion, x)
-        loss, reported, logits = member_losses(batch_criterion, logits.float(), targets)
-        if pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
-            reported, loss = reported.mean(), pruner.weigh(loss, images)
+        loss, reported, logits = _batch_loss(model, x, targets, batch_criterion, precision, device, pruner, images)
         totals.add(reported, logits, y, epoch, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,15 +178,21 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     totals.sync()
 
 
+def _batch_loss(model, x, targets, criterion, precision, device, pruner, images, remember: bool = True):
+    """(loss to minimise, loss to report, logits to score) of one batch; `remember`: keep the images' losses as
+    the pruner's scores."""
+    with autocast(device, precision):
+        logits = model(prepare_input(x, model))
+    loss, reported, logits = member_losses(criterion, logits.float(), targets)
+    if pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
+        reported, loss = reported.mean(), pruner.weigh(loss, images, remember)
+    return loss, reported, logits
+
+
 def _sharpness_aware_gradient(sam, model, x, targets, criterion, precision, device, pruner, images) -> None:
     """Replace the gradients by those at the weights moved up them (SAM's second pass, on the same batch)."""
     sam.ascend()
-    with autocast(device, precision):
-        logits = model(prepare_input(x, model))
-    loss, _, _ = member_losses(criterion, logits.float(), targets)
-    if pruner is not None:
-        loss = pruner.weigh(loss, images, remember=False)
-    loss.backward()
+    _batch_loss(model, x, targets, criterion, precision, device, pruner, images, remember=False)[0].backward()
     sam.restore()
 
 
