@@ -40,6 +40,14 @@ def test_identity_affine_and_no_erase():
     assert torch.equal(apply_augment(x, parse_augment("erase:p=0"), torch.Generator()), x)
 
 
+def test_affine_share_leaves_the_others_exact():
+    x = batch(64)
+    out = apply_augment(x, parse_augment("affine:p=0.5"), torch.Generator().manual_seed(0))
+    untouched = (out == x).flatten(1).all(1)
+    assert 0 < untouched.sum() < 64  # some images exactly as they were, the others moved
+    assert torch.equal(apply_augment(x, parse_augment("affine:p=0"), torch.Generator()), x)
+
+
 def test_erase_changes_a_rectangle_only():
     x = torch.full((8, 1, 28, 28), 5.0)
     out = apply_augment(x, parse_augment("erase:p=1"), torch.Generator().manual_seed(0))

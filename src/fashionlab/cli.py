@@ -34,6 +34,8 @@ TRAIN_HELP = {
     "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
     "cutmix": "CutMix: the chance that each training image takes a rectangle of another image of the batch, "
               "its label weighed by area (0 = off)",
+    "mixup": "mixup: blend each training image with another of the batch, pixels and labels alike, by a share "
+             "drawn from Beta(alpha, alpha) (this alpha, e.g. 0.2; 0 = off)",
     "prune": "skip each well-learned image (training loss below the mean) with this probability in the epochs "
              "after the first (InfoBatch); --epochs then counts steps of full-data epochs",
     "low_res_size": "progressive resizing: train the first --low-res-epochs at this image size in pixels "

@@ -38,6 +38,7 @@ class RunConfig:
     tta: str = "none"                # test-time augmentation: none, flip, flip-shift (evaluation.py)
     augment: dict = field(default_factory=dict)  # {name: {param: value}}, see data/augment.py
     cutmix: float = 0.0              # the chance that an image takes a patch (and label share) of another
+    mixup: float = 0.0               # mixup's Beta(alpha, alpha): blend each image with another; 0 = off
     prune: float = 0.0               # the chance to skip each well-learned image in an epoch (InfoBatch,
     #                                  training/pruning.py); `epochs` then counts steps of full-data epochs
     low_res_size: int = 0            # progressive resizing: train the first low_res_epochs at this size (px)
@@ -120,6 +121,9 @@ class RunConfig:
             raise ConfigError(f"prune must be a probability in [0, 1), got {self.prune}")
         if not 0 <= self.cutmix <= 1:
             raise ConfigError(f"cutmix must be a probability in [0, 1], got {self.cutmix}")
+        _at_least("mixup", self.mixup, 0)
+        if self.mixup and self.cutmix:
+            raise ConfigError("choose one of cutmix and mixup: both mix the same pairs of images")
         _at_least("sam_rho", self.sam_rho, 0)
         if not 0 <= self.sam_from < 1:
             raise ConfigError(f"sam_from must be a fraction of the steps in [0, 1), got {self.sam_from}")

@@ -45,8 +45,10 @@ def horizontal_flip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> to
 
 
 def random_affine(x: torch.Tensor, gen: torch.Generator, degrees: float = 10.0, scale: float = 0.1,
-                  translate: float = 0.1) -> torch.Tensor:
-    """Rotate by ±degrees, scale by 1±scale, shift by ±translate of the image size; bilinear."""
+                  translate: float = 0.1, p: float = 1.0) -> torch.Tensor:
+    """Rotate by ±degrees, scale by 1±scale, shift by ±translate of the image size; bilinear. Only a share `p`
+    of the images is transformed: bilinear resampling blurs every image it touches, so the rest keep their
+    exact pixels, as the test images have them."""
     b = x.shape[0]
     angle = _uniform(b, -degrees, degrees, gen, x.device) * (math.pi / 180)
     s = _uniform(b, 1 - scale, 1 + scale, gen, x.device)
@@ -56,7 +58,11 @@ def random_affine(x: torch.Tensor, gen: torch.Generator, degrees: float = 10.0, 
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     # sample (x - background) so the area moved in from outside is background, not zero
-    return F.grid_sample(x - BACKGROUND, grid, padding_mode="zeros", align_corners=False) + BACKGROUND
+    moved = F.grid_sample(x - BACKGROUND, grid, padding_mode="zeros", align_corners=False) + BACKGROUND
+    if p >= 1:
+        return moved
+    chosen = torch.rand(b, generator=gen, device=x.device) < p
+    return torch.where(chosen[:, None, None, None], moved, x)
 
 
 def random_erasing(x: torch.Tensor, gen: torch.Generator, p: float = 0.5, area: tuple = (0.02, 0.25),

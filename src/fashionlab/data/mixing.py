@@ -1,5 +1,6 @@
-"""CutMix (Yun et al. 2019) on whole batches: a rectangle of each chosen image is replaced by the same
-rectangle of another image of the batch, and the label becomes the two labels weighed by area.
+"""Label-mixing augmentations on whole batches. CutMix (Yun et al. 2019): a rectangle of each chosen image is
+replaced by the same rectangle of another image of the batch, and the label becomes the two labels weighed by
+area. Mixup (Zhang et al. 2018): each image is blended with another, pixels and labels in the same proportion.
 
 Unlike the augmentations in augment.py it changes the labels too, so the loop calls it on (images, labels)
 and trains on the soft targets it returns (nn.CrossEntropyLoss takes class probabilities, label smoothing
@@ -30,3 +31,15 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, p: float, num_classes: int,
     taken = mask.flatten(1).float().mean(1, keepdim=True)  # the exact share of pixels from the partner
     one_hot = F.one_hot(y, num_classes).float()
     return mixed, (1 - taken) * one_hot + taken * one_hot.roll(1, 0)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, soft targets (B, num_classes)): image i becomes lam_i * image i + (1 - lam_i) * image i-1, with
+    lam_i ~ Beta(alpha, alpha) drawn per image from torch's default generator (the loop seeds it each step),
+    folded to >= 0.5 so each image stays mostly itself: its own label keeps the larger share."""
+    lam = torch.distributions.Beta(float(alpha), float(alpha)).sample((x.shape[0],)).to(x.device)
+    lam = torch.maximum(lam, 1 - lam)
+    weight = lam[:, None, None, None].to(x.dtype)
+    mixed = weight * x + (1 - weight) * x.roll(1, 0)
+    one_hot = F.one_hot(y, num_classes).float()
+    return mixed, lam[:, None] * one_hot + (1 - lam[:, None]) * one_hot.roll(1, 0)

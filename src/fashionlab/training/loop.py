@@ -36,6 +36,7 @@ from ..data import (
     iterate_batches,
     load_fashion_mnist,
     make_splits,
+    mixup,
     num_batches,
 )
 from ..errors import FashionlabError, RunError, TrainingDiverged
@@ -156,6 +157,8 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
         targets = y
         if config.cutmix:  # soft targets; accuracy is still counted against the images' own labels
             x, targets = cutmix(x, y, config.cutmix, len(CLASSES))
+        elif config.mixup:
+            x, targets = mixup(x, y, config.mixup, len(CLASSES))
         if first_step + b < low_res_until:  # progressive resizing (data/resize.py)
             x = downscale(x, config.low_res_size)
         batch_criterion = criterion if teacher is None else teacher.criterion(criterion, x)
