@@ -28,9 +28,8 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, p: float, num_classes: int,
     chosen = torch.rand(b, generator=gen, device=dev) < p
     mask = (rectangles(eh, ew, h, w, gen) & chosen[:, None, None])[:, None]
     mixed = torch.where(mask, x.roll(1, 0), x)
-    taken = mask.flatten(1).float().mean(1, keepdim=True)  # the exact share of pixels from the partner
-    one_hot = F.one_hot(y, num_classes).float()
-    return mixed, (1 - taken) * one_hot + taken * one_hot.roll(1, 0)
+    taken = mask.flatten(1).float().mean(1)  # the exact share of pixels from the partner
+    return mixed, _shared_targets(y, 1 - taken, num_classes)
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,5 +40,10 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int) -> t
     lam = torch.maximum(lam, 1 - lam)
     weight = lam[:, None, None, None].to(x.dtype)
     mixed = weight * x + (1 - weight) * x.roll(1, 0)
+    return mixed, _shared_targets(y, lam, num_classes)
+
+
+def _shared_targets(y: torch.Tensor, own: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Soft targets: each image's own label weighed `own` (B,), its partner's (the previous image's) the rest."""
     one_hot = F.one_hot(y, num_classes).float()
-    return mixed, lam[:, None] * one_hot + (1 - lam[:, None]) * one_hot.roll(1, 0)
+    return own[:, None] * one_hot + (1 - own[:, None]) * one_hot.roll(1, 0)
