@@ -2,8 +2,8 @@
 replaced by the same rectangle of another image of the batch, and the label becomes the two labels weighed by
 area. Mixup (Zhang et al. 2018): each image is blended with another, pixels and labels in the same proportion.
 
-Unlike the augmentations in augment.py it changes the labels too, so the loop calls it on (images, labels)
-and trains on the soft targets it returns (nn.CrossEntropyLoss takes class probabilities, label smoothing
+Unlike the augmentations in augment.py these change the labels too, so the loop calls them on (images, labels)
+and trains on the soft targets they return (nn.CrossEntropyLoss takes class probabilities, label smoothing
 included). The batch is already in random order, so each image's partner is its neighbour: no gather.
 """
 
