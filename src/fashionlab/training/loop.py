@@ -142,6 +142,7 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
     epoch, batch_size = progress.epoch, config.batch_size
     steps_per_epoch = num_batches(len(train), batch_size, drop_last=True)
     low_res_until = round(config.low_res_epochs * steps_per_epoch) if config.low_res_size else 0
+    sam_from_step = config.sam_from * total_steps(config, steps_per_epoch) if sam is not None else None
     totals = _StepTotals(progress, every=1 if device.type == "cpu" else GPU_SYNC_EVERY)
     for b, (x, y) in enumerate(iterate_batches(train, batch_size, order, start=progress.step,
                                                drop_last=True, stop=steps), start=progress.step):
@@ -166,7 +167,7 @@ def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config
         totals.add(reported, logits, y, epoch, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if sam is not None and first_step + b >= config.sam_from * total_steps(config, steps_per_epoch):
+        if sam is not None and first_step + b >= sam_from_step:
             _sharpness_aware_gradient(sam, model, x, targets, batch_criterion, precision, device, pruner, images)
         optimizer.step()
         if scheduler is not None:
