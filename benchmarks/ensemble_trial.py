@@ -25,7 +25,7 @@ from tune_recipe import validation_config
 
 from fashionlab.data import CLASSES, load_fashion_mnist, make_splits
 from fashionlab.evaluation import SHIFTS, shifted
-from fashionlab.inference import load_run_model
+from fashionlab.artifacts import load_run_model
 from fashionlab.recipes import RECIPES
 from fashionlab.runs import open_run
 from fashionlab.training.loop import train

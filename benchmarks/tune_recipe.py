@@ -22,7 +22,7 @@ from torch import nn
 
 from fashionlab.config import RunConfig
 from fashionlab.data import load_fashion_mnist
-from fashionlab.inference import evaluate_run
+from fashionlab.evaluation import evaluate_run
 from fashionlab.models import create_model, register
 from fashionlab.recipes import recipe_settings
 from fashionlab.runs import open_run

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from fashionlab.data import CLASSES, load_fashion_mnist
-from fashionlab.predict import load_torch_predictor
-from fashionlab.preprocess import prepare_file
+from fashionlab.serving.predict import load_torch_predictor
+from fashionlab.serving.preprocess import prepare_file
 
 DOCS = Path(__file__).parent
 OUT = DOCS / "predict"
@@ -88,7 +88,7 @@ def write_examples(predictor) -> list[Path]:
 
 def photo_accuracy(predictor, n: int) -> None:
     """The model on the original test images and on the same images as JPEG shop photos (as the tests render)."""
-    from fashionlab.preprocess import Prepared
+    from fashionlab.serving.preprocess import Prepared
 
     data = load_fashion_mnist()
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import torch
 
 from fashionlab.data import apply_augment, parse_augment
 from fashionlab.errors import TrainingDiverged
-from fashionlab.inference import evaluate_run
+from fashionlab.evaluation import evaluate_run
 from fashionlab.models import MODELS, create_model
 from fashionlab.runs import open_run
 from fashionlab.training.checkpoint import load_checkpoint

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from fashionlab.errors import ConfigError
-from fashionlab.inference import evaluate_run
+from fashionlab.evaluation import evaluate_run
 from fashionlab.training.checkpoint import load_checkpoint, save_checkpoint
 from fashionlab.training.distillation import Teacher
 from fashionlab.training.loop import train

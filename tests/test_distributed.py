@@ -26,7 +26,7 @@ def count(module, inputs, output):
         trained_on.append(len(inputs[0]))
 
 
-@register("probe_ann", "the seed ANN, remembering the instance it made and the training images it saw")
+@register("probe_ann", "the paper's ANN, remembering the instance it made and the training images it saw")
 def probe_ann():
     made.append(ann())
     made[-1].register_forward_hook(count)

@@ -8,8 +8,9 @@ import torch
 from fashionlab.config import RunConfig
 from fashionlab.data import make_splits
 from fashionlab.errors import ConfigError
-from fashionlab.export import export_onnx
-from fashionlab.inference import evaluate_run, load_run_model
+from fashionlab.serving.export import export_onnx
+from fashionlab.artifacts import load_run_model
+from fashionlab.evaluation import evaluate_run
 from fashionlab.models import Ensemble, count_parameters, create_model
 from fashionlab.training.checkpoint import load_checkpoint
 from fashionlab.training.loop import train

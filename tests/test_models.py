@@ -1,4 +1,4 @@
-"""Each model's output shape and parameter count against the seed report's tables."""
+"""Each model's output shape and parameter count against the paper's tables."""
 
 import pytest
 import torch

@@ -5,7 +5,8 @@ import shlex
 import pytest
 
 from fashionlab.cli import build_parser, config_from_args, main
-from fashionlab.study import Experiment, experiment_config, experiments, preset_differences, run_experiment
+from fashionlab.study.plan import Experiment, experiment_config, experiments, preset_differences
+from fashionlab.study.runner import run_experiment
 from fashionlab.training.loop import Interrupted
 
 
@@ -47,11 +48,11 @@ def test_quick_preset_differences_are_listed():
     rows = preset_differences("quick", "paper")
     assert ["cnn (CNN)", "epochs 3, train_limit 10000", "epochs 30, train_limit all"] in rows
     assert ["ann_sgd (SGD)", "epochs 10", "epochs 30"] in rows
-    assert len(rows) == 11 + 3  # every seed run is shorter in quick, and so are the three architectures
+    assert len(rows) == 11 + 3  # every paper experiment is shorter in quick, and so are the three architectures
 
 
 def test_train_command_rebuilds_the_same_config():
-    from fashionlab.study import train_command
+    from fashionlab.config import train_command
 
     for exp in experiments("quick") + experiments("test"):
         config = experiment_config(exp, seed=1)
@@ -83,10 +84,10 @@ def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, fmnist, ct
 
 
 def test_table1_reports_mean_and_std_over_seeds():
-    from fashionlab.study import table1_rows
+    from fashionlab.study.table1 import table1_rows
 
-    seed = {"accuracy": 0.87, "precision_mean": 0.8, "recall_mean": 0.8, "f1_mean": 0.8, "train_seconds": 10,
-            "epochs": 30}
-    row = table1_rows([("ANN", [seed, {**seed, "accuracy": 0.89, "train_seconds": 20}])])[0]
+    run = {"accuracy": 0.87, "precision_mean": 0.8, "recall_mean": 0.8, "f1_mean": 0.8, "train_seconds": 10,
+           "epochs": 30}
+    row = table1_rows([("ANN", [run, {**run, "accuracy": 0.89, "train_seconds": 20}])])[0]
     assert row[:4] == ["ANN", "15.0 s", "88.00% ± 1.41%", "0.800 ± 0.000"]
     assert row[6:] == ["30", "88.43%", "0.888", "4.5 minutes (30)"]

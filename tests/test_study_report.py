@@ -53,7 +53,7 @@ def test_killed_study_reuses_finished_runs(killed_study):
         assert f"[study] {name}: training" not in log
         assert (out / "runs" / name / "metrics.json").stat().st_mtime_ns == mtime
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert len(runs) == 11 + 4  # the seed's experiments, then the fast recipe and three architectures
+    assert len(runs) == 11 + 4  # the paper's experiments, then the fast recipe and three architectures
     for name in runs:
         assert json.loads((out / "runs" / name / "status.json").read_text())["state"] == "finished"
     assert f"report: {(out / 'report.html').resolve()}" in log
@@ -62,7 +62,7 @@ def test_killed_study_reuses_finished_runs(killed_study):
 STUDY_FIGURES = ["fig1_architectures", "fig2_loss_curves", "fig3_optimizers", "fig4a_augmentation_grid",
                  "fig4b_augmentation_curves", "fig5_metric_comparison", "fig6_confusion_matrices",
                  "fig7_example_predictions", "fig8_rolling_val_accuracy", "fig9_filters_and_feature_maps",
-                 "beyond_the_seed_time_to_accuracy", "beyond_the_seed_loss_curves"]
+                 "beyond_the_paper_time_to_accuracy", "beyond_the_paper_loss_curves"]
 TABLE1_ROWS = ["ANN", "ANN (modified)", "ANN (modified+data aug)", "CNN", "CNN (data aug)", "ANN (early stopping)"]
 
 
@@ -80,7 +80,7 @@ def test_study_report_has_every_figure_and_table(killed_study):
     with open(out / "table1.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0][:3] == ["Model", "Training time", "Accuracy"] and [r[0] for r in rows[1:]] == TABLE1_ROWS
-    assert rows[1][-3:] == ["88.43%", "0.888", "4.5 minutes (30)"]  # the seed's own ANN numbers beside ours
+    assert rows[1][-3:] == ["88.43%", "0.888", "4.5 minutes (30)"]  # the paper's own ANN numbers beside ours
     assert "| ANN (modified+data aug)" in (out / "table1.md").read_text()
     # per-class table of each Table 1 model, class names from fashionlab.data.CLASSES
     assert html.count("<th>Class</th>") == len(TABLE1_ROWS)
@@ -88,10 +88,10 @@ def test_study_report_has_every_figure_and_table(killed_study):
     # what the test preset changes relative to paper, and the environment of every run
     assert "How preset &#39;test&#39; differs from &#39;paper&#39;" in html
     assert html.count(": config.json</summary>") == 11 + 4
-    # beyond the seed: a Table-1-style table of the recipe and the Evaluation's architectures
-    beyond = (out / "beyond_the_seed_table.md").read_text()
+    # beyond the paper: a Table-1-style table of the recipe and the Evaluation's architectures
+    beyond = (out / "beyond_the_paper_table.md").read_text()
     assert all(f"| {label}" in beyond for label in ("recipe fast", "resnet20", "googlenet", "vit"))
-    assert "Seed: accuracy" not in beyond  # runs the seed never had get no empty seed columns
+    assert "Paper: accuracy" not in beyond  # runs the paper never had get no empty paper columns
     assert "fashionlab train --name cnn-s0 --model cnn --epochs 1" in html
     assert "by: fashionlab study --preset test --out" in html
 
@@ -128,10 +128,10 @@ def test_extra_section_of_other_runs(killed_study, tmp_path):
 
     runs = killed_study[0] / "runs"
     report = Report(tmp_path, "t")
-    add_runs_section(report, "Beyond the seed", [Entry(n, [open_run(runs / n)]) for n in ("ann-s0", "cnn-s0")],
+    add_runs_section(report, "Beyond the paper", [Entry(n, [open_run(runs / n)]) for n in ("ann-s0", "cnn-s0")],
                      text="extra architectures")
     html = report.write().read_text()
-    assert '<section id="beyond-the-seed">' in html and "extra architectures" in html
-    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"beyond_the_seed_time_to_accuracy.png",
-                                                                    "beyond_the_seed_loss_curves.png"}
-    assert (tmp_path / "beyond_the_seed_table.csv").is_file()
+    assert '<section id="beyond-the-paper">' in html and "extra architectures" in html
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"beyond_the_paper_time_to_accuracy.png",
+                                                                    "beyond_the_paper_loss_curves.png"}
+    assert (tmp_path / "beyond_the_paper_table.csv").is_file()

@@ -157,7 +157,7 @@ def test_a_recipe_on_a_cpu_without_bf16_says_why_it_is_slower(tmp_path, fmnist, 
 
 def test_a_run_whose_weights_no_longer_fit_its_model_gets_a_clear_error(tmp_path, fmnist, tiny_config):
     from fashionlab.errors import RunError
-    from fashionlab.inference import load_run_model
+    from fashionlab.artifacts import load_run_model
     from fashionlab.training.checkpoint import save_checkpoint
 
     run = train(tiny_config(epochs=1), root=tmp_path, data=fmnist, show_progress=False)

@@ -12,7 +12,7 @@ from fashionlab.training.loop import train
 
 @pytest.mark.parametrize("n, c, k, h, w, bias", [
     (2, 3, 5, 7, 9, True),     # sizes that are not multiples of the 4x4 block
-    (3, 4, 4, 28, 28, False),  # the seed CNN's map size
+    (3, 4, 4, 28, 28, False),  # the paper's CNN's map size
     (2, 8, 6, 14, 14, True),   # 14 = 3.5 blocks: the last block's outputs are cropped
     (1, 2, 3, 1, 3, True),     # smaller than one tile
 ])
@@ -90,7 +90,7 @@ def test_fp32_training_uses_it_unless_turned_off(tmp_path, fmnist, tiny_config, 
 
 def test_gradients_through_a_network_match_the_direct_convolutions():
     # no max-pool or ReLU here: their ties make a network's gradients jump under any 1e-5 change of its
-    # activations (the seed CNN's do by up to 5% for a 1e-5 perturbation of conv 2, with either algorithm)
+    # activations (the paper's CNN's do by up to 5% for a 1e-5 perturbation of conv 2, with either algorithm)
     torch.manual_seed(0)
     direct = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.Tanh(), nn.Conv2d(128, 256, 3, padding=1), nn.Tanh(),
                            nn.Flatten(), nn.LazyLinear(10))

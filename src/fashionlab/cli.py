@@ -111,7 +111,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .inference import evaluate_run
+    from .evaluation import evaluate_run
     from .tables import per_class_table
 
     metrics = evaluate_run(args.run, split=args.split, root=args.runs_dir, data_dir=args.data_dir)
@@ -140,7 +140,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from .study import run_study
+    from .study.runner import run_study
 
     report = run_study(preset=args.preset, out=args.out, seeds=args.seeds, data_dir=args.data_dir,
                        show_progress=args.progress, command=" ".join(["fashionlab", *sys.argv[1:]]))
@@ -158,7 +158,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep
+    from .sweep.search import run_sweep
 
     study = run_sweep(args.name, trials=args.trials, storage=args.storage, space=args.space, root=args.runs_dir,
                       show_progress=args.progress, timeout=args.timeout)
@@ -169,8 +169,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_sweep_report(args) -> int:
-    from .sweep import open_study, retrain_best, sweeps_dir
-    from .sweep_report import write_report
+    from .sweep.report import write_report
+    from .sweep.search import open_study, retrain_best, sweeps_dir
 
     if not args.storage and not (sweeps_dir(args.runs_dir) / f"{args.name}.db").is_file():
         raise ConfigError(f"no sweep '{args.name}' under {sweeps_dir(args.runs_dir)}; pass --storage if it is "
@@ -184,7 +184,7 @@ def cmd_sweep_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import format_results, load_onnx_predictor, load_torch_predictor, predict_files
+    from .serving.predict import format_results, load_onnx_predictor, load_torch_predictor, predict_files
 
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
@@ -198,14 +198,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_onnx
+    from .serving.export import export_onnx
 
     print(f"wrote {export_onnx(args.run, args.out, args.runs_dir)}")
     return 0
 
 
 def cmd_serve(args) -> int:
-    from .serve.app import serve
+    from .serving.app import serve
 
     serve(args.run, args.runs_dir, args.host, args.port, onnx=args.onnx)
     return 0
@@ -242,9 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the models with parameter counts and FLOPs")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("study", help="reproduce the seed report's study and write OUT/report.html")
+    p = sub.add_parser("study", help="reproduce the original study and write OUT/report.html")
     p.add_argument("--preset", default="quick",
-                   help="quick (default: every experiment and figure in ~15 min on 2 cores) or paper (the seed's "
+                   help="quick (default: every experiment and figure in ~15 min on 2 cores) or paper (the paper's "
                         "epochs); 'test' is a tiny preset for the test suite only")
     p.add_argument("--seeds", type=int, default=1, help="repeat each experiment with this many seeds")
     p.add_argument("--out", default="out/study", help="folder for the study's runs and report")
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=20, help="run until the study has this many finished trials")
     p.add_argument("--storage", default=None, help="database URL, e.g. postgresql://user:pw@host/db "
                    "(default: sqlite file runs/sweeps/NAME.db)")
-    p.add_argument("--space", default=None, help="TOML file with [space.PARAM] tables (default: the seed's choices)")
+    p.add_argument("--space", default=None, help="TOML file with [space.PARAM] tables (default: the paper's choices)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
     p.set_defaults(func=cmd_sweep)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
 
 from .errors import ConfigError
+from .recipes import RECIPES, recipe_settings
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad", "muon")
 SCHEDULERS = ("none", "cosine", "onecycle", "onecycle-linear")
@@ -90,10 +92,9 @@ class RunConfig:
 
     def validate(self) -> None:
         """Reject settings that cannot work, before anything runs."""
+        # imported here: they import torch, and `predict --onnx` reads no settings but must run without torch
         from .data.augment import parse_augment
         from .models import check_model_name
-        from .recipes import RECIPES
-
         if self.recipe is not None and self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe '{self.recipe}'; choose from {', '.join(RECIPES)}")
         check_model_name(self.model)
@@ -205,3 +206,19 @@ def load_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+
+
+def train_command(config: RunConfig) -> str:
+    """The `fashionlab train` command line that makes this run (settings that differ from the defaults)."""
+    # flags only for what differs from where the command starts: the recipe's settings, or the defaults
+    default = RunConfig.from_dict(recipe_settings(config.recipe) if config.recipe else {}).to_dict()
+    args = ["fashionlab", "train"] + (["--recipe", config.recipe] if config.recipe else [])
+    for key, value in config.to_dict().items():
+        if value == default[key] or value is None or key == "recipe":
+            continue
+        if key == "augment":
+            value = ",".join(":".join([name, *(f"{k}={v}" for k, v in params.items())])
+                             for name, params in value.items())
+        flag = "--" + key.replace("_", "-")
+        args += [flag] if value is True else [f"--no-{key.replace('_', '-')}"] if value is False else [flag, str(value)]
+    return shlex.join(args)

@@ -1,4 +1,5 @@
-"""Metrics from predictions (scikit-learn), and batched inference to get those predictions."""
+"""Metrics from predictions (scikit-learn), batched inference to get those predictions, and a finished run's
+model scored again on a chosen split."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from .artifacts import load_run_model
 from .config import tta_mode
-from .data import CLASSES, Split, iterate_batches
+from .data import CLASSES, Split, iterate_batches, load_fashion_mnist, make_splits
 from .data.augment import BACKGROUND
+from .errors import RunError
 from .training.precision import autocast, prepare_input
 
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
@@ -82,3 +85,19 @@ def loss_and_accuracy(model: torch.nn.Module, split: Split, batch_size: int, pre
     labels = split.labels.cpu()
     loss = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
     return loss, (probs.argmax(1) == labels).float().mean().item()
+
+
+def evaluate_run(run_name, split: str = "test", root=None, data_dir=None, device: str = "auto",
+                 tta: str | None = None) -> dict:
+    """Metrics of a finished run on its test or validation split, with its own TTA unless `tta` names another."""
+    model, record = load_run_model(run_name, root, device)
+    config = record["config"]
+    splits = make_splits(load_fashion_mnist(data_dir or config.get("data_dir")), config["val_size"],
+                         config["split_seed"])
+    data = splits.test if split == "test" else splits.val
+    if data is None:
+        raise RunError(f"run {run_name} trained without a validation split; evaluate it with --split test")
+    dev = next(model.parameters()).device
+    probs = predict_proba(model, data.to(dev), config["eval_batch_size"], record["precision"], dev,
+                          tta or config.get("tta", "none"))
+    return classification_metrics(data.labels.numpy(), probs)

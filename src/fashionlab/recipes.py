@@ -13,7 +13,7 @@ FLIP = {"flip": {}}
 FLIP_SHIFT = {**FLIP, "crop": {"padding": 2}}
 
 RECIPES: dict[str, dict] = {
-    # target: >= 92.4% test accuracy (the seed's best) in <= 30 s on a 2-core CPU. Flips only: at 2-6 epochs
+    # target: >= 92.4% test accuracy (the paper's best) in <= 30 s on a 2-core CPU. Flips only: at 2-6 epochs
     # 2-pixel shifts cost 0.8 points of validation accuracy (92.20% -> 92.99% without, 3 seeds); a net trained
     # without shifts is then better judged on flips alone than with shifted views too (93.23% vs 93.08%).
     # Batch 128 at lr 0.14 for 2.1 epochs (validation 93.46%) beat batch 256 at lr 0.2 for 2 (93.18%) in the

@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal: runs, models, per-class metrics, the seed's Table 1."""
+"""Plain-text tables for the terminal: runs, models, per-class metrics, the paper's Table 1."""
 
 from __future__ import annotations
 

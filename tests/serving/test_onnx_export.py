@@ -12,7 +12,7 @@ import torch
 
 from fashionlab.cli import main
 from fashionlab.data import MEAN, STD, make_splits
-from fashionlab.inference import load_run_model
+from fashionlab.artifacts import load_run_model
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from fashionlab.cli import main
 from fashionlab.data import CLASSES
-from fashionlab.predict import best_run
+from fashionlab.artifacts import best_run
 from fashionlab.runs import open_run
 
 

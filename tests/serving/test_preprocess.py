@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from fashionlab.predict import load_torch_predictor
-from fashionlab.preprocess import ImageError, Prepared, prepare_file
+from fashionlab.serving.predict import load_torch_predictor
+from fashionlab.serving.preprocess import ImageError, Prepared, prepare_file
 
 
 def _save(image: Image.Image, fmt: str, **kw) -> bytes:

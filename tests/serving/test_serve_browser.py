@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from fashionlab.predict import load_torch_predictor
-from fashionlab.preprocess import prepare_file
+from fashionlab.serving.predict import load_torch_predictor
+from fashionlab.serving.preprocess import prepare_file
 
 
 def _free_port() -> int:

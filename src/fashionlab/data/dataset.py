@@ -190,7 +190,7 @@ def _write_cache(path: Path, data: FashionMNIST) -> None:
 
 
 def split_indices(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random train/validation split of range(n), as in the seed report (10,000 for validation)."""
+    """Seeded random train/validation split of range(n), as in the paper (10,000 for validation)."""
     if not 0 <= val_size < n:
         raise DataError(f"validation size {val_size} must be between 0 and {n - 1}")
     order = np.random.default_rng(seed).permutation(n)

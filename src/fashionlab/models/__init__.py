@@ -18,12 +18,12 @@ from .vit import vit, vit_p7
 
 # name -> (factory, one-line description)
 MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
-    "ann": (ann, "seed Table 3a: MLP 784-392-196-98-10"),
-    "ann_bn": (ann_bn, "seed Table 3b: the MLP with batch norm and dropout 0.2"),
+    "ann": (ann, "paper Table 3a: MLP 784-392-196-98-10"),
+    "ann_bn": (ann_bn, "paper Table 3b: the MLP with batch norm and dropout 0.2"),
     "ann_dropout": (ann_dropout, "the MLP with dropout 0.2 only (overfitting study)"),
     "ann_batchnorm": (ann_batchnorm, "the MLP with batch norm only (overfitting study)"),
-    "cnn": (cnn, "seed Table 4: 4 conv layers 128-128-256-256, global pooling, 2 dense"),
-    # the seed's Evaluation section: "ResNet, GoogLeNet and VisionTransformer"
+    "cnn": (cnn, "paper Table 4: 4 conv layers 128-128-256-256, global pooling, 2 dense"),
+    # the paper's Evaluation section: "ResNet, GoogLeNet and VisionTransformer"
     "resnet20": (resnet20, "pre-activation ResNet-20 (16-32-64 channels)"),
     "resnet18": (resnet18, "pre-activation ResNet-18 (64-512 channels), 3x3 stem"),
     "wrn16_4": (wrn16_4, "wide ResNet 16-4 (64-128-256 channels)"),

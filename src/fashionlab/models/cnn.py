@@ -1,4 +1,4 @@
-"""The seed report's convolutional network (its Table 4), layer order as printed there."""
+"""The paper's convolutional network (its Table 4), layer order as printed there."""
 
 from torch import nn
 

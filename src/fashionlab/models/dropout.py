@@ -1,6 +1,6 @@
 """Dropout with a cheaper random mask on the CPU.
 
-torch's CPU dropout draws one random number per element through `bernoulli_`; on the seed CNN's
+torch's CPU dropout draws one random number per element through `bernoulli_`; on the paper's CNN's
 28x28x128 feature maps that was 42% of a bf16 training step (benchmarks/epoch_speed.py). This version
 takes four 16-bit uniform integers from each 64-bit word of numpy's SFC64 generator (seeded from torch's
 default generator, so `torch.manual_seed` still fixes every mask) and keeps an element where its integer is

@@ -1,6 +1,6 @@
-"""The seed report's multi-layer perceptrons (its Table 3).
+"""The paper's multi-layer perceptrons (its Table 3).
 
-The seed ends each network with Log Softmax; here the models return logits and the loss applies
+The paper ends each network with Log Softmax; here the models return logits and the loss applies
 log-softmax (cross-entropy), which is the same function, computed more stably.
 """
 
@@ -36,7 +36,7 @@ def ann_bn(dropout: float = 0.2) -> nn.Sequential:
 
 
 def ann_dropout(dropout: float = 0.2) -> nn.Sequential:
-    """Table 3a with dropout only (the seed's overfitting study, Fig 2)."""
+    """Table 3a with dropout only (the paper's overfitting study, Fig 2)."""
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 392), nn.ReLU(), nn.Dropout(dropout),
@@ -47,7 +47,7 @@ def ann_dropout(dropout: float = 0.2) -> nn.Sequential:
 
 
 def ann_batchnorm() -> nn.Sequential:
-    """Table 3a with batch norm only (the seed's overfitting study, Fig 2)."""
+    """Table 3a with batch norm only (the paper's overfitting study, Fig 2)."""
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 392), nn.ReLU(), nn.BatchNorm1d(392),

@@ -1,4 +1,4 @@
-"""Reports: figures (one function per figure of the seed report), HTML with embedded PNGs, tables."""
+"""Reports: figures (one function per figure of the paper), HTML with embedded PNGs, tables."""
 
 from .build import add_runs_section, build_runs_report
 from .html import Report, Section

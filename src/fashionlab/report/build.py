@@ -1,7 +1,7 @@
-"""Assemble reports: the seed study's (build_study_report) and one for any runs (build_runs_report).
+"""Assemble reports: the original study's (build_study_report) and one for any runs (build_runs_report).
 
 Each `add_*` function adds one section from a list of Entry objects, so a new section ("Beyond the
-seed", say) is a few lines: `add_runs_section(report, "Beyond the seed", entries)` before `report.write()`.
+paper", say) is a few lines: `add_runs_section(report, "Beyond the paper", entries)` before `report.write()`.
 """
 
 from __future__ import annotations
@@ -15,19 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..artifacts import load_run_model
+from ..config import train_command
 from ..data import CLASSES, load_fashion_mnist, to_tensor
 from ..errors import RunError
 from ..models import create_model, is_convolutional
 from ..runs import open_run
+from ..study.table1 import PAPER_TABLE1, TABLE1_HEADER, table1_rows
 from ..tables import duration
 from . import figures
 from .html import Report
 from .style import Entry, assign_colors
 
 
-def _seed_values() -> dict:
-    from ..study import SEED_TABLE1
-    return {label: list(v[1:5]) for label, v in SEED_TABLE1.items()}
+def _paper_values() -> dict:
+    return {label: list(v[1:5]) for label, v in PAPER_TABLE1.items()}
 
 
 def _unique(entries: list[Entry]) -> list[Entry]:
@@ -39,21 +41,19 @@ def _unique(entries: list[Entry]) -> list[Entry]:
     return out
 
 
-def add_table1(section, entries: list[Entry], name: str = "table1", seed_columns: bool = True) -> None:
-    """Table 1 of `entries`; `seed_columns=False` drops the seed report's columns (runs the seed never had)."""
-    from ..study import TABLE1_HEADER, table1_rows
-
+def add_table1(section, entries: list[Entry], name: str = "table1", paper_columns: bool = True) -> None:
+    """Table 1 of `entries`; `paper_columns=False` drops the paper's columns (runs the paper never had)."""
     rows = table1_rows([(e.label, e.metrics()) for e in entries])
     caption = "Table 1: key metrics after training (test set); mean ± std over seeds where more than one"
-    keep = len(TABLE1_HEADER) if seed_columns else TABLE1_HEADER.index("Seed: accuracy")
-    if seed_columns:
-        caption += "; the seed report's own values in the last three columns"
+    keep = len(TABLE1_HEADER) if paper_columns else TABLE1_HEADER.index("Paper: accuracy")
+    if paper_columns:
+        caption += "; the paper's own values in the last three columns"
     section.table(caption, TABLE1_HEADER[:keep], [row[:keep] for row in rows], name=name)
 
 
 def add_per_class(report: Report, entries: list[Entry]) -> None:
     section = report.section("Per-class metrics")
-    section.text("Precision, recall and F1 of each class on the test set (first seed's run).")
+    section.text("Precision, recall and F1 of each class on the test set (the first seed's run).")
     for e in _unique(entries):
         m = e.run.metrics()
         rows = [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
@@ -109,8 +109,6 @@ def add_filters(report: Report, entries: list[Entry], data) -> None:
     conv = [e for e in entries if is_convolutional(create_model(e.run.config().model))]
     if not conv:
         return
-    from ..inference import load_run_model
-
     model, _ = load_run_model(conv[0].run.path, device="cpu")
     images, labels, _ = test_images(conv[0].run, data)
     report.section("Fig 9: Filters and feature maps").figure(
@@ -140,8 +138,6 @@ def _cpu_name() -> str:
 
 
 def add_environment(report: Report, entries: list[Entry], command: str) -> None:
-    from ..study import train_command
-
     section = report.section("Environment and runs")
     section.text(f"Report written {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by: {command}")
     threads_env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
@@ -170,7 +166,7 @@ def add_time_to_accuracy(section, entries: list[Entry], name: str = "fig_time_to
 
 def add_runs_section(report: Report, title: str, entries: list[Entry], text: str = "",
                      recolor: bool = True) -> None:
-    """A group of extra runs: a summary table, time to accuracy and loss curves (e.g. "Beyond the seed").
+    """A group of extra runs: a summary table, time to accuracy and loss curves (e.g. "Beyond the paper").
 
     Writes OUT/<slug>_table.csv/.md and figures/<slug>_*.png, slug made from the title."""
     if recolor:
@@ -179,7 +175,7 @@ def add_runs_section(report: Report, title: str, entries: list[Entry], text: str
     if text:
         section.text(text)
     slug = section.id.replace("-", "_")
-    add_table1(section, entries, name=f"{slug}_table", seed_columns=False)
+    add_table1(section, entries, name=f"{slug}_table", paper_columns=False)
     add_time_to_accuracy(section, entries, f"{slug}_time_to_accuracy")
     section.figure(f"{slug}_loss_curves",
                    figures.fig2_loss_curves(entries, f"{title}: train vs validation loss per epoch"),

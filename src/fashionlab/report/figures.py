@@ -1,4 +1,4 @@
-"""One function per figure of the seed report (Fig 1-9), plus time-to-accuracy for extra runs.
+"""One function per figure of the paper (Fig 1-9), plus time-to-accuracy for extra runs.
 
 Each takes plain values (Entry objects, arrays, a model) and returns a matplotlib Figure; the report
 saves it as PNG and embeds it. Colours come from each Entry, so a model has one colour throughout.
@@ -170,7 +170,7 @@ def fig5_metric_comparison(entries: list[Entry], seed_values: dict | None = None
     ax.set_xticks(np.arange(len(METRICS)), [name for _, name in METRICS])
     ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
     ax.grid(False, axis="x")
-    ax.set(ylabel="score on the test set", title="Fig 5: metric comparison (black ticks: the seed report's values)")
+    ax.set(ylabel="score on the test set", title="Fig 5: metric comparison (black ticks: the paper's values)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig

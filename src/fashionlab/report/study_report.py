@@ -1,14 +1,15 @@
-"""The seed study's report: Table 1 beside the seed's numbers, Fig 1-9 in the seed's order, the
+"""The study's report: Table 1 beside the paper's numbers, Fig 1-9 in the paper's order, the
 early-stopping row, per-class tables, how the preset differs from `paper`, and the environment."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..study.plan import PRESETS, preset_differences
 from ..tables import duration
 from . import figures
 from .build import (
-    _seed_values,
+    _paper_values,
     add_architectures,
     add_augmentation_grid,
     add_environment,
@@ -36,12 +37,10 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
     """Write OUT/report.html (+ figures/*.png, table1.csv/.md) for the study's entries; returns the path.
 
     `extra_sections`: callables `f(report)` run before the environment section, to add sections such as
-    "Beyond the seed" (see build.add_runs_section)."""
-    from ..study import PRESETS, preset_differences
-
+    "Beyond the paper" (see build.add_runs_section)."""
     assign_colors(entries)
     table1, early = _group(entries, "table1"), _group(entries, "early_stopping")
-    report = Report(out, "fashionlab: the seed study, reproduced",
+    report = Report(out, "fashionlab: the original study, reproduced",
                     f"preset '{preset}' ({PRESETS[preset]['about']}), {seeds} seed(s) per experiment; "
                     "test-set numbers on the real Fashion-MNIST data set")
 
@@ -54,7 +53,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
         summary.table(f"Settings of '{preset}' that differ from 'paper'", ["Run", preset, "paper"], rows)
     runs = {r.path: r for e in entries for r in e.runs}.values()
     total = sum(r.metrics()["train_seconds"] for r in runs)
-    summary.text(f"{len(runs)} runs ({len(entries)} rows of the seed's comparisons: a run shared by several is "
+    summary.text(f"{len(runs)} runs ({len(entries)} rows of the paper's comparisons: a run shared by several is "
                  f"trained once); their training took {duration(total)} in all. Test set: "
                  f"{table1[0].run.metrics()['n']:,} images.")
     add_per_class(report, table1 + early)
@@ -64,7 +63,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
     s = report.section("Fig 2: Overfitting")
     s.figure("fig2_loss_curves", figures.fig2_loss_curves(overfit),
              "Train (dashed) vs validation (solid) loss per epoch: the ANN alone, with dropout, with batch norm, "
-             "with both (the seed's modified ANN), and the CNN. A validation loss that rises while the train "
+             "with both (the paper's modified ANN), and the CNN. A validation loss that rises while the train "
              "loss falls is overfitting.")
     curve_summary(s, "What the loss curves show", overfit)
 
@@ -83,9 +82,9 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
     curve_summary(s, "Without vs with augmentation", [e for p in pairs for e in p])
 
     report.section("Fig 5: Metric comparison").figure(
-        "fig5_metric_comparison", figures.fig5_metric_comparison(table1 + early, _seed_values()),
+        "fig5_metric_comparison", figures.fig5_metric_comparison(table1 + early, _paper_values()),
         "Test-set accuracy and mean precision, recall and F1 of each model (± std over seeds when several); "
-        "black ticks: the seed report's Table 1.")
+        "black ticks: the paper's Table 1.")
     report.section("Fig 6: Confusion matrices").figure(
         "fig6_confusion_matrices", figures.fig6_confusion_matrices(table1 + early),
         "Rows: true class, columns: predicted class; counts, coloured by the share of the true class.")
@@ -104,8 +103,8 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
     curve_summary(s, "Early stopping vs the plain ANN", early + [_by_key(entries, "ann")])
     beyond = _group(entries, "beyond")
     if beyond:
-        add_runs_section(report, "Beyond the seed", beyond, recolor=False, text=(
-            "The seed's Evaluation asks for early stopping, ResNet / GoogLeNet / ViT-style networks and faster "
+        add_runs_section(report, "Beyond the paper", beyond, recolor=False, text=(
+            "The paper's Evaluation asks for early stopping, ResNet / GoogLeNet / ViT-style networks and faster "
             "training. Rows: fashionlab's named recipes (fashionlab train --recipe NAME) and the Evaluation's "
             "architectures trained with the fast recipe's settings. Here every run keeps the 10,000-image "
             "validation split so its curve can be drawn; the recipes themselves train on all 60,000 images "

@@ -1,9 +1,9 @@
 """Re-estimate batch-norm statistics for evaluation ("precise BN", as in pycls/detectron2).
 
-Where dropout comes before a batch norm (the seed's Conv -> ReLU -> BN -> Dropout -> Conv -> ... order),
+Where dropout comes before a batch norm (the paper's Conv -> ReLU -> BN -> Dropout -> Conv -> ... order),
 the next BN's running averages are learned on dropped-out activations, whose variance differs from what
 it sees in evaluation mode (Li et al. 2019, "Understanding the disharmony between dropout and batch
-normalization"). The seed's CNN then scores far lower in eval mode than in train mode. Recomputing the
+normalization"). The paper's CNN then scores far lower in eval mode than in train mode. Recomputing the
 statistics with dropout off, as a plain average over a fixed set of training batches, removes the gap.
 Training itself is untouched: train-mode BN normalises with batch statistics, not with these buffers.
 """

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import takes_any_size
+from ..artifacts import load_run_model
 from ..errors import ConfigError
-from ..inference import load_run_model
 from .precision import autocast, bf16_supported, prepare_convolutions, prepare_input
 
 

@@ -1,4 +1,4 @@
-"""Early stopping with patience, as the seed report's Evaluation proposes."""
+"""Early stopping with patience, as the paper's Evaluation proposes."""
 
 from __future__ import annotations
 

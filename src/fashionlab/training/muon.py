@@ -9,7 +9,7 @@ cores, ~6% of a training step (benchmarks/layer_costs.py).
 
 As in airbench94_muon, each filter bank is held at a fixed norm (sqrt(out_channels)) instead of being
 decayed: that assumes a batch norm follows it, which makes its scale irrelevant (true of every convolution in
-`fastnet*` and the seed CNN, not of the ResNets' residual branches: train those with sgd). `fastnet`'s stem has
+`fastnet*` and the paper's CNN, not of the ResNets' residual branches: train those with sgd). `fastnet`'s stem has
 no batch norm of its own, but ReLU, the next convolution and its max-pool all scale with it, so the batch norm
 after them makes the stem's scale (weights and bias together) irrelevant too. The stem's filters
 over the one greyscale channel are a 16 x 9 matrix, and Muon suits them too: +0.16 point of validation

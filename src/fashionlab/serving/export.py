@@ -12,19 +12,20 @@ import os
 import warnings
 from pathlib import Path
 
-from .errors import ConfigError, RunError
-from .runs import open_run
+import torch
+
+from ..artifacts import saved_epoch_val_accuracy
+from ..errors import ConfigError
+from ..models import create_model
+from ..runs import open_run
+from ..training.checkpoint import load_checkpoint
 
 INPUT, OUTPUT = "image", "probabilities"
 
 
 def export_onnx(run_name, out: str | Path | None = None, root=None) -> Path:
     import onnx
-    import torch
 
-    from .models import create_model
-    from .predict import saved_epoch_val_accuracy
-    from .training.checkpoint import load_checkpoint
 
     run = open_run(run_name, root)
     metrics = run.metrics()  # refuses unfinished runs with a clear message
@@ -73,20 +74,3 @@ def export_onnx(run_name, out: str | Path | None = None, root=None) -> Path:
             tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {out} ({err.strerror}); choose another --out") from None
     return out
-
-
-def read_onnx_metadata(session) -> dict:
-    """The preprocessing constants and provenance stored by `export_onnx`, decoded."""
-    props = session.get_modelmeta().custom_metadata_map
-    try:
-        meta = {"classes": json.loads(props["classes"]), "mean": float(props["mean"]), "std": float(props["std"])}
-    except (KeyError, ValueError):
-        raise RunError("this ONNX file lacks fashionlab's metadata (classes, mean, std); "
-                       "export it with 'fashionlab export RUN --format onnx'") from None
-    for key in ("test_accuracy", "val_accuracy"):
-        try:
-            meta[key] = float(props[key])
-        except (KeyError, ValueError):
-            meta[key] = None
-    meta.update(run=props.get("run"), model=props.get("model"))
-    return meta

@@ -14,32 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, RunError
+from ..artifacts import best_run, load_run_model, read_onnx_metadata, saved_epoch_val_accuracy
+from ..errors import ConfigError, RunError
+from ..runs import open_run
+from ..tables import format_table
 from .preprocess import Prepared, image_files, normalise, prepare_file
-from .runs import list_runs, open_run
-
-
-def saved_epoch_val_accuracy(run) -> float | None:
-    """Validation accuracy of the weights a finished run saved (its best epoch with early stopping, else its last).
-
-    None when the run trained without a validation split. The test accuracy is never used to choose a model.
-    """
-    if not run.finished or not run.config().val_size:
-        return None
-    metrics = run.metrics()
-    epoch = metrics.get("best_epoch") if run.config().patience else metrics.get("epochs")
-    rows = [r for r in run.history() if isinstance(r.get("val_accuracy"), float)]
-    chosen = [r for r in rows if r.get("epoch") == epoch] or rows[-1:]
-    return chosen[0]["val_accuracy"] if chosen else None
-
-
-def best_run(root=None):
-    """The finished run whose saved model has the highest validation accuracy."""
-    scored = [(acc, run) for run in list_runs(root) if (acc := saved_epoch_val_accuracy(run)) is not None]
-    if not scored:
-        raise RunError("no finished run with a validation split to choose from; train one "
-                       "('fashionlab train --model ann_bn') or name one with --run RUN")
-    return max(scored, key=lambda pair: pair[0])[1]
 
 
 @dataclass
@@ -65,8 +44,6 @@ class Predictor:
 def load_torch_predictor(run_name=None, root=None, threads: int | None = None) -> Predictor:
     import torch
 
-    from .inference import load_run_model
-
     if threads:
         torch.set_num_threads(threads)
     run = open_run(run_name, root) if run_name else best_run(root)
@@ -87,8 +64,6 @@ def load_torch_predictor(run_name=None, root=None, threads: int | None = None) -
 
 def load_onnx_predictor(path, threads: int | None = None) -> Predictor:
     import onnxruntime as ort
-
-    from .export import read_onnx_metadata
 
     options = ort.SessionOptions()
     if threads:
@@ -143,7 +118,5 @@ def format_results(results: list[dict], fmt: str = "table") -> str:
             for rank, t in enumerate(r["top"], 1):
                 writer.writerow([r["file"], rank, t["label"], f"{t['probability']:.4f}"])
         return buf.getvalue().rstrip("\n")
-    from .tables import format_table
-
     rows = [[r["file"], " ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top"])] for r in results]
     return format_table(["file", "prediction (probability)"], rows, "ll")

@@ -19,13 +19,13 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import RunConfig, load_toml
-from .errors import ConfigError, FashionlabError, TrainingDiverged
-from .runs import Run, open_run, runs_root
+from ..config import RunConfig, load_toml
+from ..errors import ConfigError, FashionlabError, TrainingDiverged
+from ..runs import Run, open_run, runs_root
 
-# The seed's choices (its Figs 2-4 and Table 1): the four MLP variants (dropout and/or batch norm), its
+# The paper's choices (its Figs 2-4 and Table 1): the four MLP variants (dropout and/or batch norm), its
 # four optimisers, its augmentation or none, and short-to-medium training; lr, weight decay and batch
-# size around the seed's defaults. Values are what `fashionlab train` takes.
+# size around the paper's defaults. Values are what `fashionlab train` takes.
 DEFAULT_SPACE = {
     "model": {"choices": ["ann", "ann_dropout", "ann_batchnorm", "ann_bn"]},
     "optimizer": {"choices": ["adam", "adamw", "rmsprop", "sgd", "adagrad"]},
@@ -178,7 +178,7 @@ def objective_value(run: Run) -> float:
 def make_objective(sweep: str, spec: dict, root, data, show_progress):
     import optuna
 
-    from .training.loop import Interrupted, train
+    from ..training.loop import Interrupted, train
 
     trial_root = sweeps_dir(root) / sweep
 
@@ -227,7 +227,7 @@ def run_sweep(name: str, trials: int = DEFAULT_TRIALS, storage: str | None = Non
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from .data import load_fashion_mnist
+    from ..data import load_fashion_mnist
 
     if trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {trials}")
@@ -271,7 +271,7 @@ def retrain_best(study, root=None, data=None, show_progress=None, **overrides) -
 
     This is the one place a sweep touches the test set, after every choice has been made.
     """
-    from .training.loop import train
+    from ..training.loop import train
 
     ranked = best_trials(study, 1)
     if not ranked:

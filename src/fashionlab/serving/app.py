@@ -15,8 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ..errors import FashionlabError
-from ..predict import Predictor
-from ..preprocess import MAX_PIXELS, ImageError, prepare_file
+from .predict import Predictor, load_onnx_predictor, load_torch_predictor
+from .preprocess import MAX_PIXELS, ImageError, prepare_file
 
 MAX_BYTES = 10 * 1024 * 1024  # per file
 MAX_FILES = 16  # per request
@@ -121,8 +121,6 @@ def serve(run=None, root=None, host: str = "127.0.0.1", port: int = 8000, onnx=N
     better than every request fighting for all of them.
     """
     import uvicorn
-
-    from ..predict import load_onnx_predictor, load_torch_predictor
 
     _check_port_free(host, port)
     predictor = load_onnx_predictor(onnx, threads) if onnx else load_torch_predictor(run, root, threads)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .errors import FashionlabError
+from ..errors import FashionlabError
 
 SIZE = 28
 MAX_PIXELS = 10_000 * 10_000  # larger images are refused (decompression bombs)
@@ -168,7 +168,7 @@ def prepare_file(source: bytes | str | Path, name: str | None = None) -> Prepare
 def normalise(pixels: np.ndarray, mean: float | None = None, std: float | None = None) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) scaled exactly like the training data."""
     if mean is None or std is None:
-        from .data.dataset import MEAN, STD
+        from ..data.dataset import MEAN, STD  # torch-free callers (the ONNX path) always pass their own
         mean, std = MEAN, STD
     x = np.asarray(pixels, dtype=np.float32) / 255.0
     return ((x - np.float32(mean)) / np.float32(std))[:, None].astype(np.float32)

@@ -12,9 +12,9 @@ import json
 import time
 from pathlib import Path
 
-from .errors import FashionlabError
-from .runs import open_run
-from .sweep import best_trials, sweeps_dir
+from ..errors import FashionlabError
+from ..runs import open_run
+from .search import best_trials, sweeps_dir
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
