@@ -4,8 +4,9 @@
 
 Every candidate (a few overrides of `best`) trains on 50,000 images and is scored on the 10,000-image
 validation split, the recipe's test-time augmentation included. Candidates that cost more than --max-epochs of
-`fastnet_large`'s epochs do not fit `best`'s 60-minute target on the 2-core CPU (machine B: 112-131 s per
-60,000-image epoch of `fastnet_large`; 26 epochs took 48-52 min) and run once, for reference.
+`fastnet_large`'s epochs do not fit `best`'s 60-minute target on the 2-core CPU (a 2-core EPYC Zen 4 with
+AVX512-BF16: 112-131 s per 60,000-image epoch of `fastnet_large`, 48-52 min for 26 epochs) and run once, for
+reference. `fastnet_large` and the wider networks are probes (benchmarks/probes/architectures.py, and here).
 The fitting candidate with the highest mean validation accuracy then trains on all 60,000 images and is
 scored on the test set, once per --test-seeds. A 45-epoch run takes 44-72 s on an H200 against ~78 min on
 the CPU, which is why this runs on a GPU when one is lent.
@@ -19,6 +20,7 @@ import statistics
 import tempfile
 import time
 
+import probes.architectures  # noqa: F401  (registers fastnet_large, a candidate and the cost unit)
 from machine import describe
 from time_to_accuracy import run_recipe
 from tune_recipe import validation_score
@@ -30,9 +32,9 @@ from fashionlab.models.fastnet import fastnet
 MUON = {"optimizer": "muon", "muon_lr": 0.02}
 PRUNE = {"prune": 0.7}
 
-# fastnet_large's blocks made wider, registered here only: candidates for `best`. Machine B's bf16 training
-# step at batch 256, relative to fastnet_large's (435-460 ms; session 14, `step_speed.time_steps`): x1.5, x2.1
-# (32-128-384-384: x2.4).
+# fastnet_large's blocks made wider, registered here only: candidates for `best`. Their bf16 training step at
+# batch 256 on a 2-core EPYC Zen 4 with AVX512-BF16, relative to fastnet_large's (435-460 ms,
+# `step_speed.time_steps`): x1.5, x2.1 (32-128-384-384: x2.4).
 WIDER = {"fastnet_w80": ((80, 320, 320), 1.5), "fastnet_w96": ((96, 384, 384), 2.1)}
 for _name, (_widths, _) in WIDER.items():
     register(_name, f"fastnet_large widened to 32-{'-'.join(map(str, _widths))} (a choose_best.py candidate)")(
@@ -40,12 +42,13 @@ for _name, (_widths, _) in WIDER.items():
 CPU_COST = {"fastnet_large": 1.0, "fastnet_large_ceil": 1.04, **{name: cost for name, (_, cost) in WIDER.items()}}
 
 # (label, overrides of `best`); each names its network, optimizer and length, so the list means the same
-# whatever the recipe now holds. Session 9 (H200) compared SGD and Muon at 26 and 45 epochs and chose Muon at
-# 26 (docs/BENCHMARKS.md); session 14 asks whether pruning's saved steps buy a wider network. The wider
-# networks' epochs keep the CPU's time near session 14's recipe's (26 x 1.0): 18 x 1.5, 13 x 2.1. Session 17
-# chose the last max-pool rounding up on one CPU seed: its row is there to confirm it over more seeds.
+# whatever the recipe now holds. Muon at 26 epochs is what a comparison of SGD and Muon at 26 and 45 epochs on
+# an H200 chooses (docs/EXPERIMENTS.md); the wider candidates ask whether pruning's saved steps buy a wider
+# network, their epochs keeping the CPU's time near fastnet_large's 26 (26 x 1.0): 18 x 1.5, 13 x 2.1. The
+# recipe's last max-pool rounding up (`ceil`) is chosen on one CPU seed: its row confirms it over more seeds.
 ALL_CANDIDATES = {  # --candidates picks by these keys
-    "unpruned": ("fastnet_large, 26 epochs (session 9's recipe)", {"model": "fastnet_large", **MUON, "epochs": 26}),
+    "unpruned": ("fastnet_large, 26 epochs (the recipe before pruning)",
+                 {"model": "fastnet_large", **MUON, "epochs": 26}),
     "pruned": ("fastnet_large, 26 epochs' steps, pruning 0.7",
                {"model": "fastnet_large", **MUON, "epochs": 26, **PRUNE}),
     "ceil": ("fastnet_large_ceil, 26 epochs' steps, pruning 0.7 (the recipe)",

@@ -1,7 +1,7 @@
 #!/bin/bash
-# `fast` on the test set over 5 seeds, plain and distilled from a teacher run (first argument; session 25 used
-# `fashionlab train --recipe best --label-smoothing 0 --name teacher60 --runs-dir /tmp/kd`: best without label
-# smoothing on all 60,000 images). Prints: kind, seed, test accuracy, training seconds.
+# `fast` on the test set over 5 seeds, plain and distilled from a teacher run (first argument; docs/RESULTS.md's
+# teacher is `fashionlab train --recipe best --label-smoothing 0 --name teacher60 --runs-dir /tmp/kd`: best
+# without label smoothing on all 60,000 images). Prints: kind, seed, test accuracy, training seconds.
 TEACHER=${1:?usage: benchmarks/distill_fast.sh TEACHER_RUN [ROOT]}
 ROOT=${2:-/tmp/distill_fast}
 cd "$(dirname "$0")/.."

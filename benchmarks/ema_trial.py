@@ -2,11 +2,11 @@
 
     python benchmarks/ema_trial.py fast 0.99 --seeds 1
 
-Trains the recipe as tune_recipe.py does (50,000 images, validation on the other 10,000) while
-torch.optim.swa_utils keeps an EMA of the parameters after every optimizer step, then scores the EMA's
-weights on validation (batch-norm statistics re-estimated for them, the recipe's TTA) beside the last
-weights'. A probe, not a feature: the training loop is patched from outside, and no recipe uses EMA
-(docs/BENCHMARKS.md: it did not help at these one-cycle budgets).
+Trains the recipe as tune_recipe.py does (50,000 images, validation on the other 10,000) with the EMA probe
+(benchmarks/probes/ema.py: torch.optim.swa_utils keeps an EMA of the parameters after every optimizer step), then
+scores the EMA's weights on validation (batch-norm statistics re-estimated for them, the recipe's TTA) beside the
+last weights'. A probe, not a feature: no recipe uses EMA (docs/EXPERIMENTS.md: it does not help at these
+one-cycle budgets).
 """
 
 from __future__ import annotations
@@ -15,32 +15,13 @@ import argparse
 import tempfile
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from probes.ema import ExponentialAverage
 from tune_recipe import validation_config
 
 from fashionlab.data import load_fashion_mnist, make_splits
 from fashionlab.evaluation import loss_and_accuracy
-from fashionlab.training import loop
 from fashionlab.training.batchnorm import recalibrate_batchnorm
-
-
-def with_ema(decay: float) -> dict:
-    """Patch the loop so the next run keeps an EMA of its model; returns where to find it afterwards."""
-    held = {}
-    prepare, create_optimizer = loop.prepare_model, loop.create_optimizer
-
-    def prepare_model(model, device):
-        held["model"] = prepare(model, device)
-        held["ema"] = AveragedModel(held["model"], multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
-        return held["model"]
-
-    def optimizer_with_ema(params, config):
-        optimizer = create_optimizer(params, config)
-        optimizer.register_step_post_hook(lambda *_: held["ema"].update_parameters(held["model"]))
-        return optimizer
-
-    loop.prepare_model, loop.create_optimizer = prepare_model, optimizer_with_ema
-    return held
+from fashionlab.training.loop import train
 
 
 def main() -> None:
@@ -53,15 +34,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_fashion_mnist()
     splits = make_splits(data, 10_000, 0)
-    held = with_ema(args.decay)
     for seed in range(args.seeds):
         config = validation_config(args.recipe, seed)
+        ema = ExponentialAverage(args.decay)
         with tempfile.TemporaryDirectory() as root:
-            run = loop.train(config, root=root, data=data, show_progress=False)
+            run = train(config, root=root, data=data, show_progress=False, hooks=ema)
             last, precision = run.history()[-1]["val_accuracy"], run.metrics()["precision"]
-        ema, cpu = held["ema"].module, torch.device("cpu")
-        recalibrate_batchnorm(ema, splits.train, config.bn_recalibration, config.batch_size, precision, cpu)
-        _, accuracy = loss_and_accuracy(ema, splits.val, config.eval_batch_size, precision, cpu, config.tta)
+        average, device = ema.average.module, ema.device  # on the run's device, as the splits must be
+        recalibrate_batchnorm(average, splits.train.to(device), config.bn_recalibration, config.batch_size,
+                              precision, device)
+        _, accuracy = loss_and_accuracy(average, splits.val.to(device), config.eval_batch_size, precision, device,
+                                        config.tta)
         print(f"{args.recipe} seed {seed}, EMA decay {args.decay}: last weights {last:.4f}, EMA {accuracy:.4f}",
               flush=True)
 

@@ -2,14 +2,15 @@
 
     python benchmarks/ensemble_trial.py --members 2 --epochs 13 [--first-seed 0] [--separate] [--root DIR]
 
-Trains `best` as the package's ensemble `NAME-xK` of the recipe's network (K = --members, side by side in one
-run, each for --epochs; the recipe's other settings unchanged) on 50,000 images, then scores each member and
-the ensemble (the mean of the members' logits, as models/ensemble.py predicts) on the 10,000-image validation
-split, under several test-time augmentations. With --separate each member is its own run of `best` (seeds first-seed,
-first-seed+1, ...: own starting weights, batches and augmentations). A finished run already in --root is
-scored, not trained again, so an interrupted trial resumes where it stopped. Per-epoch validation inside
-training runs without TTA (10 views of 10,000 images cost ~50 s on machine B); the TTA variants are scored
-here, once, at the end, followed by how many of the members' errors are the same images (the recipe's TTA).
+Trains `best` as the ensemble probe `NAME-xK` of the recipe's network (benchmarks/probes/ensemble.py: K = --members,
+side by side in one run, each on its own loss, each for --epochs; the recipe's other settings unchanged) on
+50,000 images, then scores each member and the ensemble (the mean of the members' logits, as the probe's Ensemble
+predicts) on the 10,000-image validation split, under several test-time augmentations. With --separate each
+member is its own run of `best` (seeds first-seed, first-seed+1, ...: own starting weights, batches and
+augmentations). A finished run already in --root is scored, not trained again, so an interrupted trial resumes
+where it stopped. Per-epoch validation inside training runs without TTA (10 views of 10,000 images cost ~50 s on
+a 2-core EPYC Zen 4 with AVX512-BF16); the TTA variants are scored here, once, at the end, followed by how many
+of the members' errors are the same images (the recipe's TTA).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe
+from probes.ensemble import EnsembleLoss, ensemble_name
 from tune_recipe import validation_config
 
+from fashionlab.artifacts import load_run_model
 from fashionlab.data import CLASSES, load_fashion_mnist, make_splits
 from fashionlab.evaluation import SHIFTS, shifted
-from fashionlab.artifacts import load_run_model
 from fashionlab.recipes import RECIPES
 from fashionlab.runs import open_run
 from fashionlab.training.loop import train
@@ -87,11 +89,11 @@ def shared_errors(logits: list[np.ndarray], labels: np.ndarray) -> str:
             + ", ".join(f"{a} and {b} ({n})" for (a, b), n in top))
 
 
-def trained(config, root: Path, data) -> str:
-    """The run `config` names, trained into `root` unless a finished one is already there."""
+def trained(config, root: Path, data, hooks=None) -> str:
+    """The run `config` names, trained into `root` (with `hooks`) unless a finished one is already there."""
     run_dir = root / config.name
     if not (run_dir.is_dir() and open_run(run_dir).finished):
-        train(config, root=root, data=data, show_progress=False)
+        train(config, root=root, data=data, show_progress=False, hooks=hooks)
     last = open_run(run_dir).history()[-1]
     print(f"{config.name}: {last['seconds']:.0f} s training, last epoch's validation (no TTA) "
           f"{last['val_accuracy']:.2%}", flush=True)
@@ -105,7 +107,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--separate", action="store_true",
                         help="train each member as its own run (seeds first-seed, first-seed+1, ...) instead of "
-                             "the package's ensemble (NAME-xK: one run, the members side by side)")
+                             "the ensemble probe (NAME-xK: one run, the members side by side)")
     parser.add_argument("--root", default="ensemble-trial", help="where the runs are kept")
     parser.add_argument("--val-images", type=int, default=10_000, help="score on the first N (a quick check)")
     args = parser.parse_args()
@@ -121,10 +123,10 @@ def main() -> None:
         members = [load_run_model(trained(config, root, data), root) for config in configs]
         labels = [f"member seed {seed}" for seed in seeds]
     else:
-        network = RECIPES["best"]["model"]
-        config = validation_config("best", args.first_seed, {**overrides, "model": f"{network}-x{args.members}"})
+        network = ensemble_name(RECIPES["best"]["model"], args.members)  # registered: RunConfig and loading see it
+        config = validation_config("best", args.first_seed, {**overrides, "model": network})
         config.name = f"best-x{args.members}-{args.epochs:g}ep-s{args.first_seed}"
-        ensemble, record = load_run_model(trained(config, root, data), root)
+        ensemble, record = load_run_model(trained(config, root, data, EnsembleLoss()), root)
         members = [(member, record) for member in ensemble.members]
         labels = [f"member {i}" for i in range(args.members)]
 
@@ -133,7 +135,7 @@ def main() -> None:
     images, labels_true = val.images[:args.val_images], val.labels[:args.val_images].numpy()
     print(f"\n| TTA | {' | '.join(labels)} | ensemble of {args.members} |\n|---|" + "---:|" * (args.members + 1))
     for label, shifts in TTAS.items():
-        # an ensemble predicts with its members' mean logits (models/ensemble.py), TTA's views averaged after
+        # an ensemble predicts with its members' mean logits (probes/ensemble.py), TTA's views averaged after
         logits = [member_logits(model, images, shifts, rec["precision"]) for model, rec in members]
         scores = [(z.argmax(1) == labels_true).mean() for z in logits]
         ensemble_score = (np.mean(logits, axis=0).argmax(1) == labels_true).mean()

@@ -1,8 +1,8 @@
-"""One line that says which machine a benchmark ran on, so figures from different machines can be told apart.
+"""One line that says what hardware a benchmark ran on, so figures from different machines can be told apart.
 
-The same 2-core VM type has come with different CPUs (sessions measured fastnet_small's training step at
-~24 ms and ~46 ms per 128 images): the CPU's family/model/clock and a reference matmul speed, printed with
-every benchmark, make the machines comparable.
+The same 2-core VM type comes with different CPUs (fastnet_small's training step takes ~24 ms per 128 images on
+one and ~46 ms on another): the CPU's family/model/clock and a reference matmul speed, printed with every
+benchmark, make the machines comparable.
 """
 
 from __future__ import annotations
@@ -29,6 +29,23 @@ def cpu_name() -> str:
     mhz = fields.get("cpu MHz", "?").split(".")[0]
     return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}, "
             f"model {fields.get('model', '?')}, {mhz} MHz)")
+
+
+# The instruction-set extensions that decide how fast NumPy, Pillow, zlib, libjpeg and torch run on a CPU.
+FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16",
+            "sha_ni", "vaes")
+
+
+def cpu_features() -> str:
+    """'avx2 fma avx512f ...': which of FEATURES the CPU has (/proc/cpuinfo flags), or '?' where unknown."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), None)
+    except OSError:
+        flags = None
+    if flags is None:
+        return "?"
+    return " ".join(f for f in FEATURES if f in flags) or "none of " + " ".join(FEATURES)
 
 
 def matmul_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: int = 20) -> float:

@@ -1,7 +1,7 @@
 """Per-step cost of the recipes' networks, and whether torch.compile pays on this CPU.
 
-    python benchmarks/step_speed.py [--models fastnet_small,fastnet,fastnet_large,wrn16_4,resnet18]
-                                    [--compile fastnet_small,fastnet_large] [--batch-size 256] [--steps 10]
+    python benchmarks/step_speed.py [--models fastnet_small,fastnet_large_ceil,fastnet,wrn16_4,resnet18]
+                                    [--compile fastnet_small,fastnet_large_ceil] [--batch-size 256] [--steps 10]
                                     [--sizes 28,20]
 
 Times the recipes' training step (bf16 autocast where the CPU has bf16 products, fp32 otherwise; channels_last,
@@ -10,7 +10,9 @@ SGD-Nesterov, label smoothing) of each model eager, in fp32 also with its wide 3
 (inductor): the first two steps (compilation happens there, with inductor's caches off), the fastest and the
 median step after them, and what a 60,000-image epoch costs at the fastest step. Everything runs in this one
 process; the fastest step is the figure to compare (other jobs on the machine only ever add time). --sizes also
-times the step on smaller images, what progressive resizing (`low_res_size`) trains its first epochs on.
+times the step on smaller images, what the progressive-resizing probe (probes/progressive_resize.py) trains its
+first epochs on. --models may name any registered network, the probes' set-aside ones (probes/architectures.py:
+fastnet, fastnet_large, fastnet_large_res, wrn16_4, resnet18, vit_p7) included.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import time
 # time a cold compile, as a user's first run pays it, not one served from inductor's on-disk cache
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
+import probes.architectures  # noqa: F401  (registers the set-aside networks --models may name)
 import torch  # noqa: E402
 from machine import cpu_precision, describe  # noqa: E402
 from torch import nn
 
 from fashionlab.config import RunConfig
-from fashionlab.models import create_model
+from fashionlab.models import MODELS, create_model
 from fashionlab.models.winograd import use_winograd
 from fashionlab.training.optim import create_optimizer
 from fashionlab.training.precision import autocast, prepare_model
@@ -84,14 +87,18 @@ def time_steps(model_name: str, mode: str, batch_size: int, steps: int, size: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="fastnet_small,fastnet,fastnet_large,wrn16_4,resnet18")
-    parser.add_argument("--compile", default="fastnet_small,fastnet_large",
+    parser.add_argument("--models", default="fastnet_small,fastnet_large_ceil,fastnet,wrn16_4,resnet18",
+                        help="comma-separated registered networks")
+    parser.add_argument("--compile", default="fastnet_small,fastnet_large_ceil",
                         help="models also timed under torch.compile ('' = none)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--sizes", default="28", help="image sizes to time, e.g. 28,20")
     args = parser.parse_args()
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(sorted(MODELS))}")
     torch.set_num_threads(args.threads)
     print(f"# {describe()}; batch {args.batch_size}, {cpu_precision()}")
     print("| model | mode | image size | first 2 steps s | fastest step ms | median step ms "

@@ -7,8 +7,7 @@
 
 Training seconds run from the first step to the last (augmentation included); data loading and the final
 test evaluation are reported apart. Recipes train on all 60,000 training images and are scored once on
-the 10,000 test images. GFLOP/s counts 3x the forward FLOPs (forward + backward) per training image, at
-the size it was trained at (progressive resizing trains the first epochs on smaller images).
+the 10,000 test images. GFLOP/s counts 3x the forward FLOPs (forward + backward) per 28x28 training image.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from fashionlab.data import load_fashion_mnist, make_splits
 from fashionlab.models import create_model, flops_per_image
 from fashionlab.models.winograd import use_winograd
 from fashionlab.recipes import TARGETS, recipe_settings
-from fashionlab.training import loop
 from fashionlab.training.loop import train
 from fashionlab.training.precision import choose_precision, prepare_model, uses_winograd
 
@@ -57,14 +55,8 @@ def run_recipe(name: str, seed: int, root: str, data, overrides: dict | None = N
 
 
 def training_flops_per_image(settings: dict) -> float:
-    """Forward FLOPs per training image, averaged over the run's full-size and low-resolution epochs."""
-    model = create_model(settings["model"])
-    full = flops_per_image(model)
-    low_epochs = settings.get("low_res_epochs", 0) if settings.get("low_res_size") else 0
-    if not low_epochs:
-        return full
-    low = flops_per_image(model, settings["low_res_size"])
-    return (low * low_epochs + full * (settings["epochs"] - low_epochs)) / settings["epochs"]
+    """Forward FLOPs per 28x28 training image of the settings' network."""
+    return flops_per_image(create_model(settings["model"]))
 
 
 def summarise(label: str, results: list[dict], flops: float) -> str:
@@ -127,11 +119,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one up")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto", help="auto (a GPU if torch sees one), cpu or cuda")
-    parser.add_argument("--gpu-sync-every", type=int, default=loop.GPU_SYNC_EVERY,
-                        help="GPU only: training steps between reads of the loss (1 = every step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    loop.GPU_SYNC_EVERY = args.gpu_sync_every
 
     start = time.perf_counter()
     data = load_fashion_mnist()

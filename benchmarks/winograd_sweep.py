@@ -1,6 +1,6 @@
 """Where Winograd's 3x3 convolution pays: one fp32 training pass (forward and backward) of a 3x3 convolution,
 oneDNN's direct algorithm against fashionlab's Winograd F(4x4, 3x3) (models/winograd.py), over channel counts,
-map sizes and batch sizes. Its table chose `winograd.pays`.
+map sizes and batch sizes. `winograd.pays` follows its table.
 
     python benchmarks/winograd_sweep.py [--batch-sizes 128,256] [--sizes 28,14,7,4,3]
                                         [--channels 32x64,64x64,64x128,96x96,128x128]

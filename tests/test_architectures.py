@@ -42,27 +42,20 @@ def vit(patch, dim, depth, mlp_ratio):
     return linear(patch * patch, dim) + dim + (tokens + 1) * dim + depth * block + bn(dim) + linear(dim, 10)
 
 
-def fastnet(stem, widths, residual=False):
-    extra = 2 if residual else 1  # airbench96's groups: two conv-BN layers after the pooled one, not one
-    group = lambda i, o: conv(i, o) + bn(o) + extra * (conv(o, o) + bn(o))
+def fastnet(stem, widths):
+    group = lambda i, o: conv(i, o) + bn(o) + conv(o, o) + bn(o)
     return (conv(1, stem, bias=True) + group(stem, widths[0]) + group(widths[0], widths[1])
             + group(widths[1], widths[2]) + linear(widths[2], 10, bias=False))
 
 
 EXPECTED = {
     "resnet20": preact_resnet([16, 32, 64], [3, 3, 3], 16),
-    "resnet18": preact_resnet([64, 128, 256, 512], [2, 2, 2, 2], 64),
-    "wrn16_4": preact_resnet([64, 128, 256], [2, 2, 2], 16),
     "googlenet": (conv(1, 64) + bn(64) + inception(64, 32, 48, 64, 8, 16, 16) + inception(128, 64, 64, 96, 16, 48, 32)
                   + inception(240, 96, 48, 104, 8, 24, 32) + inception(256, 128, 80, 160, 16, 64, 64)
                   + inception(416, 128, 96, 192, 24, 64, 64) + linear(448, 10)),
     "vit": vit(4, 128, 6, 2),
-    "vit_p7": vit(7, 192, 6, 2),
-    "fastnet": fastnet(24, (64, 128, 128)),
     "fastnet_small": fastnet(16, (32, 64, 128)),
-    "fastnet_large": fastnet(32, (64, 256, 256)),
     "fastnet_large_ceil": fastnet(32, (64, 256, 256)),  # ceil_mode adds no parameters
-    "fastnet_large_res": fastnet(32, (64, 256, 256), residual=True),
     "mlp_wide": linear(784, 1024) + bn(1024) + linear(1024, 1024) + bn(1024) + linear(1024, 10),
 }
 
@@ -94,4 +87,4 @@ def test_shape_and_a_training_step_that_learns(name):
 def test_flops_are_counted_for_attention_too():
     # 49 tokens + class token, 6 blocks: attention and MLP matmuls dominate; far above the embedding alone
     assert flops_per_image(create_model("vit")) > 50e6
-    assert flops_per_image(create_model("resnet18")) > flops_per_image(create_model("resnet20")) * 10
+    assert flops_per_image(create_model("fastnet_large_ceil")) > flops_per_image(create_model("fastnet_small")) * 5

@@ -1,7 +1,7 @@
 """The CUDA path: every model, the augmentations, whole runs, resume and divergence on a GPU.
 
 Skipped where torch sees no GPU (CI and the 2-core CPU machines); run on a lent GPU machine with
-`python -m pytest tests/test_cuda.py` (docs/BENCHMARKS.md, "On a GPU", records when and where).
+`python -m pytest tests/test_cuda.py` (docs/RESULTS.md records when and where).
 """
 
 import pytest

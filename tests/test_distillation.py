@@ -55,11 +55,3 @@ def test_a_student_learns_its_teachers_answers_not_the_labels(tmp_path, fmnist, 
 def test_distillation_settings_are_checked(tiny_config, change, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config(distill_from="somewhere", **change)
-
-
-def test_a_teacher_that_only_takes_28x28_images_cannot_teach_at_a_lower_resolution(tmp_path, fmnist, tiny_config,
-                                                                                   teacher_run):
-    student = tiny_config(name="student", model="fastnet_small", low_res_size=20, low_res_epochs=1,
-                          distill_from=str(teacher_run.path))  # the teacher: an MLP (`ann`)
-    with pytest.raises(ConfigError, match="only takes 28x28 images"):
-        train(student, root=tmp_path, data=fmnist, show_progress=False)

@@ -96,5 +96,5 @@ def test_resume_inside_a_pruned_epoch_is_exact(tmp_path, fmnist, tiny_config, ct
 
 @pytest.mark.parametrize("prune", [-0.1, 1.0])
 def test_prune_must_be_a_probability_below_one(prune):
-    with pytest.raises(ConfigError, match=r"prune must be a probability in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"prune must be at least 0 and less than 1"):
         RunConfig.from_dict({"prune": prune})

@@ -47,5 +47,5 @@ def test_warmup_sets_where_the_one_cycle_peaks(scheduler):
 
 @pytest.mark.parametrize("warmup", [0, 1, -0.1])
 def test_warmup_must_be_a_fraction(warmup):
-    with pytest.raises(ConfigError, match="warmup must be a fraction"):
+    with pytest.raises(ConfigError, match="warmup must be greater than 0 and less than 1"):
         RunConfig(warmup=warmup).validate()

@@ -10,7 +10,7 @@ from fashionlab.study.runner import run_experiment
 from fashionlab.training.loop import Interrupted
 
 
-def test_plan_has_every_seed_experiment_and_trains_shared_runs_once():
+def test_plan_has_every_paper_experiment_and_trains_shared_runs_once():
     exps = experiments("quick")
     groups = {g: [e.label for e in exps if e.group == g] for g in ("table1", "optimizers", "overfitting")}
     assert groups["table1"] == ["ANN", "ANN (modified)", "ANN (modified+data aug)", "CNN", "CNN (data aug)"]
@@ -23,21 +23,23 @@ def test_plan_has_every_seed_experiment_and_trains_shared_runs_once():
     for e in exps:
         config = experiment_config(e, seed=0).to_dict()
         assert by_key.setdefault(e.key, config) == config, e.key
-    assert len([k for k in by_key if not k.startswith(("recipe_", "resnet", "googlenet", "vit"))]) == 11
-    beyond = [e.label for e in exps if e.group == "beyond"]
-    assert beyond == ["recipe fast", "recipe mlp", "resnet20", "googlenet", "vit"]
-    assert {e.label for e in experiments("paper") if e.group == "beyond"} >= {"recipe standard", "recipe best"}
-    assert all(e.settings["val_size"] == 10_000 for e in exps if e.group == "beyond")  # curves need validation
-    optimizers = {e.label: e.settings["optimizer"] for e in exps if e.group == "beyond"}
+    assert len([k for k in by_key if not k.startswith(("recipe_", "resnet", "googlenet", "vit"))]) == 12
+    assert [e.label for e in exps if e.group == "beyond"] == ["recipe fast"]
+    paper_plan = experiments("paper")
+    assert {e.label for e in paper_plan if e.group == "beyond"} >= {"recipe standard", "recipe best", "resnet20"}
+    assert all(e.settings["val_size"] == 10_000 for e in paper_plan if e.group == "beyond")  # curves need validation
+    optimizers = {e.label: e.settings["optimizer"] for e in paper_plan if e.group == "beyond"}
     # the recipe's Muon assumes a batch norm after every convolution: the architectures keep SGD (ViT AdamW)
-    assert optimizers == {"recipe fast": "muon", "recipe mlp": "adamw", "resnet20": "sgd", "googlenet": "sgd",
-                          "vit": "adamw"}
-    paper = {e.key: e.settings["epochs"] for e in experiments("paper")}
-    assert [paper[k] for k in ("ann", "ann_bn", "ann_bn_aug", "cnn", "cnn_aug")] == [30, 30, 60, 30, 60]
+    assert optimizers == {"recipe fast": "muon", "recipe standard": "muon", "recipe mlp": "adamw",
+                          "recipe best": "muon", "resnet20": "sgd", "googlenet": "sgd", "vit": "adamw"}
+    for plan in (exps, paper_plan):  # the ANN experiments run at the paper's epochs in both
+        epochs = {e.key: e.settings["epochs"] for e in plan}
+        assert [epochs[k] for k in ("ann", "ann_bn", "ann_bn_aug", "ann_sgd", "ann_early_stop")] == [30, 30, 60, 30, 60]
+    assert {e.key: e.settings["epochs"] for e in paper_plan}["cnn_aug"] == 60
 
 
 @pytest.mark.parametrize("preset", ["quick", "paper"])
-def test_the_seed_mlps_train_in_fp32_and_the_rest_choose(preset):
+def test_the_paper_mlps_train_in_fp32_and_the_rest_choose(preset):
     """`auto`'s timing probe flipped between fp32 and bf16 for the MLPs from one study to the next."""
     precision = {e.key: experiment_config(e, seed=0).precision for e in experiments(preset)}
     assert all(precision[k] == "fp32" for k in precision if k.startswith("ann")), precision
@@ -46,9 +48,9 @@ def test_the_seed_mlps_train_in_fp32_and_the_rest_choose(preset):
 
 def test_quick_preset_differences_are_listed():
     rows = preset_differences("quick", "paper")
-    assert ["cnn (CNN)", "epochs 3, train_limit 10000", "epochs 30, train_limit all"] in rows
-    assert ["ann_sgd (SGD)", "epochs 10", "epochs 30"] in rows
-    assert len(rows) == 11 + 3  # every paper experiment is shorter in quick, and so are the three architectures
+    assert rows == [["cnn (CNN)", "epochs 1, lr 0.002, scheduler onecycle", "epochs 30, lr 0.001, scheduler none"],
+                    ["cnn_aug (CNN (data aug))", "epochs 1.5, lr 0.002, scheduler onecycle",
+                     "epochs 60, lr 0.001, scheduler none"]]
 
 
 def test_train_command_rebuilds_the_same_config():

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 from fashionlab.cli import main
 from fashionlab.errors import ConfigError
 from fashionlab.runs import Run
-from fashionlab.sweep.search import load_space, objective_value, open_study, retrain_best, run_sweep
 from fashionlab.sweep.report import write_report
+from fashionlab.sweep.search import load_space, objective_value, open_study, retrain_best, run_sweep
 
 # small and slow enough that an interrupt lands inside a trial's training
 SPACE = """

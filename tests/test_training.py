@@ -39,8 +39,8 @@ def test_short_real_run_writes_a_finished_run(tmp_path, fmnist, tiny_config):
 
 @pytest.mark.parametrize("settings", [
     dict(model="ann_bn", augment="flip,crop"),
-    # convolutions and Muon: on one host (torch 2.11, a Xeon) such runs differed while the MLP's matched
-    # (docs/BENCHMARKS.md "Session 14"), which is what made its resume test fail there
+    # convolutions and Muon: on one host (torch 2.11, a 16-core Xeon) such runs differed while the MLP's
+    # matched, which is what made its resume test fail there
     dict(model="fastnet_small", optimizer="muon", lr=0.05, train_limit=600, test_limit=200, val_size=200),
 ], ids=["mlp", "conv-muon"])
 def test_same_seed_same_numbers(tmp_path, fmnist, tiny_config, settings):
@@ -156,8 +156,8 @@ def test_a_recipe_on_a_cpu_without_bf16_says_why_it_is_slower(tmp_path, fmnist, 
 
 
 def test_a_run_whose_weights_no_longer_fit_its_model_gets_a_clear_error(tmp_path, fmnist, tiny_config):
-    from fashionlab.errors import RunError
     from fashionlab.artifacts import load_run_model
+    from fashionlab.errors import RunError
     from fashionlab.training.checkpoint import save_checkpoint
 
     run = train(tiny_config(epochs=1), root=tmp_path, data=fmnist, show_progress=False)

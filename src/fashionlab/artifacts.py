@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import RunError
+from .errors import DamagedRun, RunError
 from .runs import Run, list_runs, open_run
 
 
@@ -51,19 +51,31 @@ def saved_epoch_val_accuracy(run: Run) -> float | None:
     if not run.finished or not run.config().val_size:
         return None
     metrics = run.metrics()
-    epoch = metrics.get("best_epoch") if run.config().patience else metrics.get("epochs")
+    key = "best_epoch" if run.config().patience else "epochs"
+    if key not in metrics:
+        raise DamagedRun(run.metrics_path, f"no {key!r}")
+    epoch = metrics[key]
     rows = [r for r in run.history() if isinstance(r.get("val_accuracy"), float)]
     chosen = [r for r in rows if r.get("epoch") == epoch] or rows[-1:]
     return chosen[0]["val_accuracy"] if chosen else None
 
 
 def best_run(root=None) -> Run:
-    """The finished run whose saved model has the highest validation accuracy."""
-    scored = [(acc, run) for run in list_runs(root) if (acc := saved_epoch_val_accuracy(run)) is not None]
+    """The finished run whose saved model has the highest validation accuracy; a damaged run (a file that cannot
+    be read, which `fashionlab runs` names) is passed over, so one bad folder does not stop the choice."""
+    scored = [(acc, run) for run in list_runs(root) if (acc := _val_accuracy_or_none(run)) is not None]
     if not scored:
         raise RunError("no finished run with a validation split to choose from; train one "
                        "('fashionlab train --model ann_bn') or name one with --run RUN")
     return max(scored, key=lambda pair: pair[0])[1]
+
+
+def _val_accuracy_or_none(run: Run) -> float | None:
+    try:
+        accuracy = saved_epoch_val_accuracy(run)
+    except DamagedRun:
+        return None
+    return accuracy if isinstance(accuracy, float) else None
 
 
 def read_onnx_metadata(session) -> dict:

@@ -10,73 +10,23 @@ import sys
 from .config import RunConfig, load_toml
 from .errors import ConfigError, FashionlabError
 
-# help for each RunConfig field that becomes a `train` flag
-TRAIN_HELP = {
-    "name": "run directory name under the runs folder (default: MODEL-TIMESTAMP)",
-    "model": "network name; 'fashionlab models' lists them; NAME-xK trains an ensemble of K of them",
-    "epochs": "number of epochs; a fraction trains part of a last epoch (e.g. 2.5)",
-    "batch_size": "training batch size",
-    "optimizer": "adam, adamw, rmsprop, sgd, adagrad or muon (Muon for convolution filters, SGD for the rest)",
-    "lr": "learning rate (peak rate for onecycle schedules)",
-    "weight_decay": "L2 penalty / decoupled weight decay for adamw",
-    "momentum": "momentum for sgd, rmsprop and muon",
-    "nesterov": "Nesterov momentum for sgd",
-    "muon_lr": "muon: learning rate of the convolution filters (--lr sets the other parameters')",
-    "scheduler": "none, cosine, onecycle (cosine warm-up and decay) or onecycle-linear (linear warm-up and decay, "
-                 "like airbench's triangular schedule); stepped per batch",
-    "warmup": "onecycle schedules: the fraction of the steps spent rising to the peak learning rate",
-    "label_smoothing": "label smoothing of the cross-entropy loss",
-    "bn_recalibration": "training batches used to re-estimate batch-norm statistics before each evaluation "
-                        "(0 = keep the running averages)",
-    "tta": "test-time augmentation: none, flip (average with the mirror image) or flip-shift (also 1-pixel "
-           "shifts: 10 views)",
-    "recipe": "start from a named recipe (fast, standard, best, mlp); other flags override it",
-    "augment": "batch augmentations, e.g. 'flip,crop:padding=2,affine:degrees=10,erase:p=0.5'",
-    "cutmix": "CutMix: the chance that each training image takes a rectangle of another image of the batch, "
-              "its label weighed by area (0 = off)",
-    "mixup": "mixup: blend each training image with another of the batch, pixels and labels alike, by a share "
-             "drawn from Beta(alpha, alpha) (this alpha, e.g. 0.2; 0 = off)",
-    "prune": "skip each well-learned image (training loss below the mean) with this probability in the epochs "
-             "after the first (InfoBatch); --epochs then counts steps of full-data epochs",
-    "low_res_size": "progressive resizing: train the first --low-res-epochs at this image size in pixels "
-                    "(e.g. 20), the rest at 28",
-    "low_res_epochs": "epochs (a fraction allowed) trained at --low-res-size before switching to 28x28",
-    "patience": "early stopping: stop after this many epochs without improvement and keep the best weights",
-    "monitor": "what early stopping watches: val_loss or val_accuracy",
-    "min_delta": "smallest change that counts as an improvement",
-    "seed": "random seed (weights, order, augmentation, dropout)",
-    "split_seed": "seed of the 10,000-image validation split",
-    "val_size": "validation images taken from the 60,000 training images (0 = none)",
-    "train_limit": "train on only the first N training images (0 = all)",
-    "test_limit": "evaluate on only the first N test images (0 = all)",
-    "precision": "auto, fp32 or bf16 (auto times both and keeps the faster)",
-    "winograd": "fp32 training on a CPU computes wide 3x3 convolutions by Winograd's F(4x4,3x3), 1.3-2x faster "
-                "than the direct convolution (--no-winograd: direct)",
-    "device": "auto, cpu or cuda[:N]",
-    "threads": "CPU threads for torch (0 = all cores)",
-    "data_dir": "folder with the four Fashion-MNIST files",
-    "init_from": "fine-tune from the weights of this run (or checkpoint file)",
-    "distill_from": "knowledge distillation: also match the outputs of this finished run (the teacher) on the "
-                    "same augmented images",
-    "distill_weight": "distillation: the share of the loss that matches the teacher (the rest is the usual loss)",
-    "distill_temperature": "distillation: the softmax temperature of the matched outputs",
-    "sam_rho": "sharpness-aware minimisation: the radius of the step up the gradient before each step (e.g. "
-               "0.05; 0 = off); it doubles a step's cost",
-    "sam_from": "sharpness-aware minimisation only from this fraction of the steps on (e.g. 0.7: the last 30%%)",
-    "eval_batch_size": "batch size for validation and testing",
-    "tensorboard": "write TensorBoard logs (scalars, confusion matrix, example predictions) into the run",
-}
-
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field; default None so only given flags override the TOML file."""
+    """One flag per RunConfig field, with its help; default None so that only given flags override the TOML file.
+    Types and ranges are checked by RunConfig.from_dict, the same check a TOML file gets."""
     for f in dataclasses.fields(RunConfig):
+        if not f.metadata["flag"]:
+            continue
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=TRAIN_HELP[f.name])
+        kind = str(f.type).replace(" | None", "")
+        help_text = f.metadata["help"].replace("%", "%%")
+        if f.metadata["choices"]:
+            help_text += f" ({', '.join(f.metadata['choices'])})"
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[f.name], metavar=f.name.upper())
+            parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), default=None, help=help_text,
+                                metavar=f.name.upper())
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -96,16 +46,25 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    from .streams import closed_pipes_ignored
     from .training import distributed
     from .training.loop import train
 
-    if args.resume:
-        run = train(RunConfig(), root=args.runs_dir, resume=args.resume, show_progress=args.progress)
-    else:
-        config = config_from_args(args)
-        run = train(config, root=args.runs_dir, overwrite=args.overwrite, show_progress=args.progress)
-    if distributed.is_main():  # under torchrun: one line, from rank 0
-        print(f"finished {run.path}")
+    with closed_pipes_ignored():  # `fashionlab train ... | head`: the run goes on after its reader leaves
+        if args.resume:
+            if args.overwrite:
+                raise ConfigError("--resume continues a run and --overwrite replaces one; give one of them")
+            # every setting given again goes to train(), which refuses those a resume cannot change
+            changes = load_toml(args.config) if args.config else {}
+            changes.update({f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+                            if getattr(args, f.name, None) is not None})
+            run = train(RunConfig(), root=args.runs_dir, resume=args.resume, show_progress=args.progress,
+                        changes=changes)
+        else:
+            config = config_from_args(args)
+            run = train(config, root=args.runs_dir, overwrite=args.overwrite, show_progress=args.progress)
+        if distributed.is_main():  # under torchrun: one line, from rank 0
+            print(f"finished {run.path}")
     distributed.shutdown()
     return 0
 
@@ -139,11 +98,19 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_settings(args) -> int:
+    from .config import settings_markdown
+
+    print(settings_markdown(), end="")
+    return 0
+
+
 def cmd_study(args) -> int:
     from .study.runner import run_study
 
     report = run_study(preset=args.preset, out=args.out, seeds=args.seeds, data_dir=args.data_dir,
-                       show_progress=args.progress, command=" ".join(["fashionlab", *sys.argv[1:]]))
+                       show_progress=args.progress, command=" ".join(["fashionlab", *sys.argv[1:]]),
+                       budget_minutes=args.budget)
     print(f"report: {report.resolve()}")
     return 0
 
@@ -190,17 +157,19 @@ def cmd_predict(args) -> int:
         raise ConfigError("--top-k must be at least 1")
     predictor = (load_onnx_predictor(args.onnx) if args.onnx
                  else load_torch_predictor(args.run, args.runs_dir))
-    results = predict_files(predictor, args.images, args.top_k, args.show_input)
+    # each file that cannot be used gets its own line as it happens; the others are still predicted
+    results = predict_files(predictor, args.images, args.top_k, args.show_input,
+                            on_error=lambda err: print(f"fashionlab: error: {err}", file=sys.stderr, flush=True))
     if not results:
         raise FashionlabError("no images found (PNG, JPEG, WebP, BMP or GIF) in " + " ".join(args.images))
     print(format_results(results, args.format))
-    return 0
+    return 1 if any(r["error"] for r in results) else 0
 
 
 def cmd_export(args) -> int:
     from .serving.export import export_onnx
 
-    print(f"wrote {export_onnx(args.run, args.out, args.runs_dir)}")
+    print(f"wrote {export_onnx(args.run, args.out, args.runs_dir, force=args.force)}")
     return 0
 
 
@@ -225,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model into runs/NAME")
     p.add_argument("-c", "--config", help="TOML file of settings (flags override it)")
     _add_config_flags(p)
-    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run exactly where it stopped")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run exactly where it stopped; only "
+                   "--epochs (more, with --scheduler none and no --prune), --threads, --device and --data-dir may "
+                   "change")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.set_defaults(func=cmd_train)
 
@@ -242,10 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the models with parameter counts and FLOPs")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("settings", help="list every training setting: type, default, allowed values (Markdown)")
+    p.add_argument("--markdown", action="store_true", help="the table as docs/SETTINGS.md has it (the default)")
+    p.set_defaults(func=cmd_settings)
+
     p = sub.add_parser("study", help="reproduce the original study and write OUT/report.html")
     p.add_argument("--preset", default="quick",
-                   help="quick (default: every experiment and figure in ~15 min on 2 cores) or paper (the paper's "
-                        "epochs); 'test' is a tiny preset for the test suite only")
+                   help="quick (default: every finding of the paper tested in under 30 min on 2 cores) or paper "
+                        "(the paper's own epochs); 'test' is a tiny preset for the test suite only")
+    p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                   help="size the CNN rows so that the whole study takes about this long on this machine")
     p.add_argument("--seeds", type=int, default=1, help="repeat each experiment with this many seeds")
     p.add_argument("--out", default="out/study", help="folder for the study's runs and report")
     p.add_argument("--data-dir", default=None)
@@ -282,14 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a finished run's model (ONNX, dynamic batch, preprocessing metadata)")
     p.add_argument("run", help="run name or directory")
     p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--out", help="output file (default: RUN/model.onnx)")
+    p.add_argument("--out", help="output file (default: RUN/model.onnx); never one of a run's own files")
+    p.add_argument("--force", action="store_true", help="replace the output file if it exists")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="web page and JSON API to classify photos (FastAPI + uvicorn)")
     p.add_argument("--run", help="run to serve (default: the finished run with the best validation accuracy)")
     p.add_argument("--onnx", metavar="FILE", help="serve this exported ONNX model instead of a run")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
+                   "any other address is reachable from the network and prints a warning: there is no login)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port, 0 to 65535 (default 8000)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="build the study's kind of HTML report for any finished runs")
@@ -309,13 +288,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that left shows up here, not in the interpreter's flush at exit
+        return code
     except FashionlabError as err:
         print(f"fashionlab: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("fashionlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of the output left (`fashionlab runs | head`): stop quietly, as Python's documentation shows
+        from .streams import silence_closed_streams
+
+        silence_closed_streams()
+        return 1
 
 
 if __name__ == "__main__":

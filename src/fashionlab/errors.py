@@ -22,3 +22,16 @@ class RunError(FashionlabError):
 
 class TrainingDiverged(FashionlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunBusy(FashionlabError):
+    """The run directory is locked by another process that is training it."""
+
+
+class DamagedRun(RunError):
+    """A file of a run directory that cannot be read (not JSON, not text, or settings this version lacks)."""
+    exit_code = 1
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} cannot be read: {reason}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from .errors import DamagedRun
 from .runs import list_runs
 
 
@@ -23,20 +26,36 @@ def duration(seconds: float) -> str:
 
 
 def runs_table(root=None) -> str:
-    rows = []
-    for run in list_runs(root):
-        config = run.config().to_dict() if run.config_path.is_file() else {}
-        if run.finished:
-            m = run.metrics()
-            rows.append([run.name, m["model"], m["epochs"], f"{m['accuracy']:.2%}", f"{m['f1_mean']:.3f}",
-                         duration(m["train_seconds"]), "finished"])
-        else:
-            history = run.history()
-            rows.append([run.name, config.get("model", "?"), len(history), "-", "-", "-", run.state])
+    """One row per run; a run with a file that cannot be read is listed as damaged, with the file and why."""
+    rows = [_run_row(run) for run in list_runs(root)]
     if not rows:
         return "no runs yet; train one with 'fashionlab train --model ann'"
     return format_table(["run", "model", "epochs", "accuracy", "F1 (mean)", "training time", "state"], rows,
                         "llrrrrl")
+
+
+def _run_row(run) -> list:
+    status = run.status()
+    if "damage" in status:
+        return [run.name, "?", "-", "-", "-", "-", f"damaged: {status['damage']}"]
+    try:
+        config = run.config()
+        if run.finished:
+            m = run.metrics()
+            try:
+                return [run.name, m["model"], m["epochs"], f"{m['accuracy']:.2%}", f"{m['f1_mean']:.3f}",
+                        duration(m["train_seconds"]), "finished"]
+            except KeyError as err:
+                raise DamagedRun(run.metrics_path, f"no {err.args[0]!r}") from None
+            except (TypeError, ValueError) as err:
+                raise DamagedRun(run.metrics_path, f"a value of the wrong kind ({err})") from None
+        state = run.state
+        if state == "running":
+            holder = run.lock_holder()
+            state = f"running (PID {holder})" if holder else state
+        return [run.name, config.model, len(run.history()), "-", "-", "-", state]
+    except DamagedRun as err:
+        return [run.name, "?", "-", "-", "-", "-", f"damaged: {Path(err.path).name}: {err.reason}"]
 
 
 def models_table() -> str:
@@ -46,8 +65,7 @@ def models_table() -> str:
     for name, (factory, description) in MODELS.items():
         model = factory()
         rows.append([name, f"{count_parameters(model):,}", f"{flops_per_image(model) / 1e6:,.1f}", description])
-    return (format_table(["model", "parameters", "MFLOPs/image", "description"], rows, "lrrl")
-            + "\nNAME-xK: an ensemble of K copies of NAME, trained side by side (K times its parameters and FLOPs)")
+    return format_table(["model", "parameters", "MFLOPs/image", "description"], rows, "lrrl")
 
 
 def per_class_table(metrics: dict) -> str:

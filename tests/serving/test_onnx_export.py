@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from fashionlab.artifacts import load_run_model
 from fashionlab.cli import main
 from fashionlab.data import MEAN, STD, make_splits
-from fashionlab.artifacts import load_run_model
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fashionlab.artifacts import best_run
 from fashionlab.cli import main
 from fashionlab.data import CLASSES
-from fashionlab.artifacts import best_run
 from fashionlab.runs import open_run
 
 

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from fashionlab.data import CLASSES
+from fashionlab.serving.app import MAX_BYTES, MAX_FILES, create_app
 from fashionlab.serving.predict import load_torch_predictor
 from fashionlab.serving.preprocess import prepare_file
-from fashionlab.serving.app import MAX_BYTES, MAX_FILES, create_app
 
 
 @pytest.fixture(scope="module")

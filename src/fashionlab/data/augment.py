@@ -101,13 +101,29 @@ AUGMENTATIONS = {
 }
 
 
+# (augmentation, parameter) -> (type, lowest, highest): every value is checked before a run starts
+PARAMETERS = {
+    ("crop", "padding"): (int, 0, 14),
+    ("flip", "p"): (float, 0, 1),
+    ("affine", "degrees"): (float, 0, 180),
+    ("affine", "scale"): (float, 0, 0.9),
+    ("affine", "translate"): (float, 0, 0.5),
+    ("affine", "p"): (float, 0, 1),
+    ("erase", "p"): (float, 0, 1),
+    ("erase", "area"): (tuple, 0, 1),
+    ("erase", "ratio"): (tuple, 0.01, 100),
+}
+
+
 def parse_augment(spec: str | dict | None) -> dict[str, dict]:
     """`"flip,crop:padding=2"` (or a dict from TOML) -> {"flip": {}, "crop": {"padding": 2}}, validated."""
     if not spec:
         return {}
     if isinstance(spec, dict):
+        if not all(isinstance(params, dict | None) for params in spec.values()):
+            raise ConfigError("augment's entries must be tables of parameters, e.g. {flip = {}, crop = {padding = 2}}")
         pipeline = {name: dict(params or {}) for name, params in spec.items()}
-    else:
+    elif isinstance(spec, str):
         pipeline = {}
         for entry in filter(None, (e.strip() for e in spec.split(","))):
             name, *pairs = entry.split(":")
@@ -115,24 +131,47 @@ def parse_augment(spec: str | dict | None) -> dict[str, dict]:
             for pair in pairs:
                 key, sep, value = pair.partition("=")
                 if not sep:
-                    raise ConfigError(f"augmentation parameter '{pair}' in '{entry}' must look like key=value")
+                    raise ConfigError(f"augmentation parameter {pair!r} in {entry!r} must look like key=value")
                 params[key] = _number(value)
             pipeline[name] = params
+    else:
+        raise ConfigError(f"augment must be a string like 'flip,crop:padding=2' or a table, got {spec!r}")
     for name, params in pipeline.items():
         if name not in AUGMENTATIONS:
-            raise ConfigError(f"unknown augmentation '{name}'; choose from {', '.join(AUGMENTATIONS)}")
+            raise ConfigError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)}")
         fn = AUGMENTATIONS[name]
         allowed = fn.__code__.co_varnames[2:fn.__code__.co_argcount]
-        for key in params:
+        for key, value in params.items():
             if key not in allowed:
-                raise ConfigError(f"augmentation '{name}' has no parameter '{key}'; it takes {', '.join(allowed)}")
+                raise ConfigError(f"augmentation {name!r} has no parameter {key!r}; it takes {', '.join(allowed)}")
+            params[key] = _checked(name, key, value)
     return pipeline
+
+
+def _checked(name: str, key: str, value):
+    kind, low, high = PARAMETERS[(name, key)]
+    where = f"augmentation parameter {name}:{key}"
+    if kind is tuple:
+        if (not isinstance(value, list | tuple) or len(value) != 2 or not all(_is_number(v) for v in value)
+                or not low <= value[0] <= value[1] <= high):
+            raise ConfigError(f"{where} must be two numbers [low, high] with {low} <= low <= high <= {high}, "
+                              f"got {value!r}")
+        return tuple(float(v) for v in value)
+    if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    if not _is_number(value) or not low <= value <= high:
+        raise ConfigError(f"{where} must be a number between {low} and {high}, got {value!r}")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(text: str):
     value = number_or_text(text)
     if isinstance(value, str):
-        raise ConfigError(f"augmentation parameter value '{text}' is not a number")
+        raise ConfigError(f"augmentation parameter value {text!r} is not a number")
     return value
 
 

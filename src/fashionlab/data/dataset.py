@@ -8,12 +8,17 @@ the .gz files, so their own hashes differ), then decoded once into a .npz cache 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import os
+import stat
 import struct
+import sys
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,13 +82,29 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def _read_decompressed(path: Path) -> bytes:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(_unreadable(path, err)) from None
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as err:
             raise DataError(f"{path} is not a readable gzip file ({err}); {HOW_TO_FIX}") from None
     return data
+
+
+def _unreadable(path, err: OSError) -> str:
+    """One line for a data file the OS will not let us read: the file, the reason, its mode and owner."""
+    if not isinstance(err, PermissionError):
+        return f"cannot read {path}: {err.strerror or err}; {HOW_TO_FIX}"
+    try:
+        st = os.stat(path)
+        mode = f" (mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid}, this process uid {os.getuid()})"
+    except (OSError, AttributeError):
+        mode = ""
+    return (f"cannot read {path}: permission denied{mode}; make it readable (chmod a+r) or point --data-dir / "
+            "$FASHIONLAB_DATA at a readable copy")
 
 
 def _file_in(folder: Path, name: str) -> Path | None:
@@ -157,17 +178,25 @@ def _source_key(folder: Path) -> dict:
 
 def load_fashion_mnist(data_dir: str | Path | None = None, use_cache: bool = True) -> FashionMNIST:
     """Load the verified data set, from the decoded cache when its source files are unchanged."""
-    folder = find_data_dir(data_dir)
-    key = _source_key(folder)
+    try:
+        folder = find_data_dir(data_dir)
+        key = _source_key(folder)
+    except PermissionError as err:  # a folder that cannot be searched
+        raise DataError(_unreadable(err.filename or data_dir, err)) from None
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cached = cache_dir() / f"decoded-{digest}.npz"
-    if use_cache and cached.is_file():
+    if use_cache:
         try:
-            with np.load(cached) as npz:
-                return FashionMNIST(npz["train_images"], npz["train_labels"].astype(np.int64),
-                                    npz["test_images"], npz["test_labels"].astype(np.int64), folder)
-        except (OSError, KeyError, ValueError):
-            cached.unlink(missing_ok=True)  # a broken cache is rebuilt, never trusted
+            return _read_cache(cached, folder)
+        except FileNotFoundError:
+            pass  # the first load from these files
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+            # a broken cache is rebuilt from the verified files, never trusted, and never fatal
+            reason = " ".join(str(err).split()) or type(err).__name__
+            print(f"fashionlab: the decoded-data cache {cached} is damaged ({reason}); rebuilding it from {folder}",
+                  file=sys.stderr)
+            with contextlib.suppress(OSError):
+                cached.unlink(missing_ok=True)
     arrays = {name: _verified(folder, name) for name in FILES}
     data = FashionMNIST(arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"].astype(np.int64),
                         arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"].astype(np.int64),
@@ -175,6 +204,22 @@ def load_fashion_mnist(data_dir: str | Path | None = None, use_cache: bool = Tru
     if use_cache:
         _write_cache(cached, data)
     return data
+
+
+# what the decoded cache must hold: name -> shape; all uint8
+CACHE_SHAPES = {"train_images": (60_000, 28, 28), "train_labels": (60_000,),
+                "test_images": (10_000, 28, 28), "test_labels": (10_000,)}
+
+
+def _read_cache(path: Path, folder: Path) -> FashionMNIST:
+    """The decoded arrays from the .npz cache; ValueError (or what numpy and zipfile raise) when it is damaged."""
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in CACHE_SHAPES}  # reading a member checks its CRC
+    for name, shape in CACHE_SHAPES.items():
+        if arrays[name].shape != shape or arrays[name].dtype != np.uint8:
+            raise ValueError(f"{name} is {arrays[name].dtype}{list(arrays[name].shape)}, not uint8{list(shape)}")
+    return FashionMNIST(arrays["train_images"], arrays["train_labels"].astype(np.int64),
+                        arrays["test_images"], arrays["test_labels"].astype(np.int64), folder)
 
 
 def _write_cache(path: Path, data: FashionMNIST) -> None:

@@ -9,12 +9,11 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cnn import cnn
-from .ensemble import Ensemble, split_ensemble_name
-from .fastnet import fastnet, fastnet_large, fastnet_large_ceil, fastnet_large_res, fastnet_small, mlp_wide
+from .fastnet import fastnet_large_ceil, fastnet_small, mlp_wide
 from .inception import googlenet
 from .mlp import ann, ann_batchnorm, ann_bn, ann_dropout
-from .resnet import resnet18, resnet20, wrn16_4
-from .vit import vit, vit_p7
+from .resnet import resnet20
+from .vit import vit
 
 # name -> (factory, one-line description)
 MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
@@ -25,17 +24,11 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "cnn": (cnn, "paper Table 4: 4 conv layers 128-128-256-256, global pooling, 2 dense"),
     # the paper's Evaluation section: "ResNet, GoogLeNet and VisionTransformer"
     "resnet20": (resnet20, "pre-activation ResNet-20 (16-32-64 channels)"),
-    "resnet18": (resnet18, "pre-activation ResNet-18 (64-512 channels), 3x3 stem"),
-    "wrn16_4": (wrn16_4, "wide ResNet 16-4 (64-128-256 channels)"),
     "googlenet": (googlenet, "GoogLeNet-style Inception network, 5 modules"),
     "vit": (vit, "Vision Transformer, 4x4 patches, dim 128, depth 6"),
-    "vit_p7": (vit_p7, "Vision Transformer, 7x7 patches, dim 192, depth 6"),
-    # speed-tuned for the recipes
-    "fastnet": (fastnet, "airbench-style conv net 24-64-128-128"),
+    # speed-tuned for the recipes (more architectures, tried and set aside, are probes: benchmarks/probes/)
     "fastnet_small": (fastnet_small, "airbench-style conv net 16-32-64-128 (recipes fast/standard)"),
-    "fastnet_large": (fastnet_large, "airbench-style conv net 32-64-256-256, airbench94's widths"),
-    "fastnet_large_ceil": (fastnet_large_ceil, "fastnet_large, its last max-pool 7x7 -> 4x4 (recipe best)"),
-    "fastnet_large_res": (fastnet_large_res, "fastnet_large_ceil with airbench96's 3-conv residual groups"),
+    "fastnet_large_ceil": (fastnet_large_ceil, "airbench-style conv net 32-64-256-256, 4x4 last pool (recipe best)"),
     "mlp_wide": (mlp_wide, "MLP 784-1024-1024-10 with batch norm and dropout (recipe mlp)"),
 }
 
@@ -49,24 +42,14 @@ def register(name: str, description: str):
 
 
 def check_model_name(name: str) -> None:
-    """Raise a one-line ConfigError unless `name` is a registered network or an ensemble of one (NAME-xK)."""
-    if name in MODELS:
-        return
-    ensemble = split_ensemble_name(name)
-    if not ensemble or ensemble[0] not in MODELS:
-        raise ConfigError(f"unknown model '{name}'; choose from {', '.join(sorted(MODELS))} "
-                          "(or an ensemble of K copies of one: NAME-xK)")
-    if not 2 <= ensemble[1] <= 16:
-        raise ConfigError(f"ensemble '{name}' needs 2 to 16 members, e.g. {ensemble[0]}-x2")
+    """Raise a one-line ConfigError unless `name` is a registered network."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
 
 
 def create_model(name: str) -> nn.Module:
-    """The network called `name`; `NAME-xK` is an ensemble of K NAMEs (models/ensemble.py)."""
     check_model_name(name)
-    if name in MODELS:
-        return MODELS[name][0]()
-    base, count = split_ensemble_name(name)
-    return Ensemble([create_model(base) for _ in range(count)])
+    return MODELS[name][0]()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -90,5 +73,5 @@ def is_convolutional(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-__all__ = ["MODELS", "Ensemble", "check_model_name", "count_parameters", "create_model", "flops_per_image",
+__all__ = ["MODELS", "check_model_name", "count_parameters", "create_model", "flops_per_image",
            "is_convolutional", "register"]

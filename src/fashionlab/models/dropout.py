@@ -7,7 +7,7 @@ default generator, so `torch.manual_seed` still fixes every mask) and keeps an e
 above a threshold: the same inverted dropout (keep with probability 1 - p, scale the kept values by
 1 / keep), p rounded to a multiple of 1/65536. numpy builds the mask too, as the bit pattern of
 "0 or the scale" in x's dtype: torch's CPU int16 compare and bool-to-float cast are slow, together about
-as slow as torch drawing the bits (benchmarks/dropout_speed.py, docs/BENCHMARKS.md "Session 13"). On
+as slow as torch drawing the bits (benchmarks/dropout_speed.py, docs/EXPERIMENTS.md). On
 other devices it is nn.Dropout.
 """
 

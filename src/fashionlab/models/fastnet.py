@@ -3,7 +3,7 @@
 `fastnet`: a conv stem and three conv-pool blocks (conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU),
 global max-pool and a linear head whose output is scaled down (airbench's trick to calm early training).
 The stem is airbench's: a convolution with a bias straight into ReLU.
-Channel widths are the knob that trades accuracy for seconds; see docs/BENCHMARKS.md.
+Channel widths are the knob that trades accuracy for seconds (docs/EXPERIMENTS.md, architecture).
 `mlp_wide`: the widest plain MLP that trains fast on 2 cores, for the no-convolution recipe.
 """
 
@@ -34,33 +34,18 @@ def conv_group(n_in: int, n_out: int, ceil: bool = False) -> nn.Sequential:
     return nn.Sequential(*pooled_conv(n_in, n_out, ceil), *conv_bn(n_out, n_out))
 
 
-class ResidualGroup(nn.Module):
-    """airbench96's group: conv_group's conv -> max-pool -> BN -> GELU, then two conv-BN-GELU layers at the
-    pooled size whose output is added to their input (the residual keeps the deeper group easy to train)."""
-
-    def __init__(self, n_in: int, n_out: int, ceil: bool = False):
-        super().__init__()
-        self.pooled = nn.Sequential(*pooled_conv(n_in, n_out, ceil))
-        self.branch = nn.Sequential(*conv_bn(n_out, n_out), *conv_bn(n_out, n_out))
-
-    def forward(self, x):
-        x = self.pooled(x)
-        return x + self.branch(x)
-
-
 def stem_layers(n_out: int) -> list[nn.Module]:
     """The stem's output is the largest activation (28x28 x width): batch norm and GELU over it, as the other
     layers have them, cost ~7% of `fastnet_small`'s step and buy no validation accuracy in `fast`,
-    `standard` or `best` (session 11, docs/BENCHMARKS.md)."""
+    `standard` or `best` (docs/EXPERIMENTS.md)."""
     return [nn.Conv2d(1, n_out, 3, padding=1, bias=True), nn.ReLU()]
 
 
-def fastnet(stem: int = 24, widths: tuple = (64, 128, 128), head_scale: float = 1 / 8,
-            ceil: bool = False, residual: bool = False) -> nn.Sequential:
+def fastnet(stem: int = 24, widths: tuple = (64, 128, 128), head_scale: float = 1 / 8, ceil: bool = False,
+            group=conv_group) -> nn.Sequential:
     """`ceil`: the last max-pool rounds up (7x7 -> 4x4) instead of dropping the 7x7 map's last row and column,
     which it otherwise never looks at (the bottom and right edge of the image; under flips, one side only).
-    `residual`: airbench96's three-convolution groups (ResidualGroup) in place of two-convolution ones."""
-    group = ResidualGroup if residual else conv_group
+    `group`: the block that builds each stage from (n_in, n_out[, ceil])."""
     return nn.Sequential(
         *stem_layers(stem),                   # 28x28
         group(stem, widths[0]),               # -> 14x14
@@ -76,24 +61,10 @@ def fastnet_small() -> nn.Sequential:
     return fastnet(stem=16, widths=(32, 64, 128))
 
 
-def fastnet_large() -> nn.Sequential:
-    """airbench94's channel widths (64-256-256) on a 32-channel stem: the `best` recipe's network until
-    session 17 (kept, so runs trained with it still load and score as they did)."""
-    return fastnet(stem=32, widths=(64, 256, 256))
-
-
 def fastnet_large_ceil() -> nn.Sequential:
-    """fastnet_large whose last max-pool keeps the whole 7x7 map (4x4 out; +4% FLOPs): the `best` recipe's
-    network. Validation 96.04% against ~95.8% for every other variant tried on the CPU (docs/BENCHMARKS.md)."""
+    """airbench94's channel widths (64-256-256) on a 32-channel stem, the last max-pool keeping the whole 7x7 map
+    (4x4 out; +4% FLOPs): the `best` recipe's network (the variants tried: docs/EXPERIMENTS.md)."""
     return fastnet(stem=32, widths=(64, 256, 256), ceil=True)
-
-
-def fastnet_large_res() -> nn.Sequential:
-    """fastnet_large_ceil with airbench96's residual three-convolution groups: +39% FLOPs, +36% per step on
-    machine B. Tried for `best` (session 19): 20 epochs' steps in the hour scored 95.95% on validation against
-    96.04% for fastnet_large_ceil's 26, the same seed; for 34 (session 24, ~1.9x the compute) 95.97% against
-    ~96.0% (docs/BENCHMARKS.md); no recipe uses it."""
-    return fastnet(stem=32, widths=(64, 256, 256), ceil=True, residual=True)
 
 
 def mlp_wide(hidden: int = 1024, dropout: float = 0.3) -> nn.Sequential:

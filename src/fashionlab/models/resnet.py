@@ -1,8 +1,7 @@
 """Pre-activation ResNets (He et al. 2016, "Identity Mappings in Deep Residual Networks"), sized for 28x28.
 
-`resnet20`: the CIFAR-style 3-stage net (16/32/64 channels, 3 blocks each). `resnet18`: 4 stages of
-2 blocks (64-512 channels) with a 3x3 stem and no initial max-pool, as used for 28-32 px images.
-`wrn16_4`: a wide ResNet (Zagoruyko & Komodakis 2016), depth 16, width x4.
+`resnet20`: the CIFAR-style 3-stage net (16/32/64 channels, 3 blocks each). `PreActResNet` builds others
+(benchmarks/probes/architectures.py registers ResNet-18 and WRN-16-4 with it).
 """
 
 from torch import nn
@@ -49,11 +48,3 @@ class PreActResNet(nn.Module):
 
 def resnet20() -> PreActResNet:
     return PreActResNet([16, 32, 64], [3, 3, 3], stem=16)
-
-
-def resnet18() -> PreActResNet:
-    return PreActResNet([64, 128, 256, 512], [2, 2, 2, 2], stem=64)
-
-
-def wrn16_4() -> PreActResNet:
-    return PreActResNet([64, 128, 256], [2, 2, 2], stem=16, dropout=0.0)

@@ -32,7 +32,3 @@ class ViT(nn.Module):
 
 def vit() -> ViT:
     return ViT(patch=4)
-
-
-def vit_p7() -> ViT:
-    return ViT(patch=7, dim=192, depth=6, heads=6)

@@ -1,6 +1,6 @@
 """3x3 convolutions by Winograd's minimal filtering, F(4x4, 3x3), for fp32 training on a CPU.
 
-A CPU without bf16 matrix products (machine C in docs/BENCHMARKS.md) spends most of a convolutional network's
+A CPU without bf16 matrix products (such as an AMD EPYC Zen 3 with AVX2 only) spends most of a convolutional network's
 step in oneDNN's direct fp32 convolutions, already at the machine's arithmetic peak. Winograd's algorithm
 (Lavin & Gray 2015) computes each 4x4 block of outputs from a 6x6 input tile with 36 multiplications per
 input-output channel pair instead of 144: the input tiles and the filters are transformed once, the 36
@@ -42,10 +42,10 @@ TILE, OUT = 6, 4  # input tile and output block sizes
 _MATRICES: dict = {}
 
 # Where Winograd pays: (input x output channels at least, map side at least), from benchmarks/winograd_sweep.py
-# on machine C (fp32, batch 128 and 256, forward and backward; docs/BENCHMARKS.md). With the compiled
-# transforms (session 22): 64x64 channels and up gain 1.25-2.8x on maps from 4x4 to 28x28, 32x64 gains
+# on a 2-core EPYC Zen 3, AVX2 only (fp32, batch 128 and 256, forward and backward; docs/EXPERIMENTS.md). With the
+# compiled transforms: 64x64 channels and up gain 1.25-2.8x on maps from 4x4 to 28x28, 32x64 gains
 # 1.4-1.7x on 28x28 maps (whose 4x4 blocks fit exactly) but breaks even on 14x14 and 7x7, 32x32 never pays.
-# With the torch-operation transforms (session 21): 128x128 gains 1.2-1.95x from 4x4 to 28x28, 64x64 to 96x96
+# With the torch-operation transforms: 128x128 gains 1.2-1.95x from 4x4 to 28x28, 64x64 to 96x96
 # 1.3-1.75x on 28x28 only. Not on 3x3 maps in either (one 4x4 block for 9 outputs).
 COMPILED_RULES = ((64 * 64, 4), (32 * 64, 28))
 TORCH_RULES = ((128 * 128, 4), (64 * 64, 28))
@@ -158,7 +158,7 @@ def _fold(dtiles: torch.Tensor, n: int, th: int, tw: int, c: int) -> torch.Tenso
 
 class _NativeTransforms:
     """The same four transforms in winograd_transforms.c (fp32, CPU): sums instead of matrix products,
-    tiles gathered and scattered in place; 2-5x faster than _TorchTransforms on machine C."""
+    tiles gathered and scattered in place; 2-5x faster than _TorchTransforms on an AVX2-only EPYC."""
 
     @staticmethod
     def input(x: torch.Tensor, n: int, h: int, w: int, c: int) -> torch.Tensor:

@@ -129,7 +129,7 @@ def add_augmentation_grid(section, entries: list[Entry], data) -> None:
                    "One training image of each class (top) and three random transforms of each, as training saw them.")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
             return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
@@ -142,7 +142,7 @@ def add_environment(report: Report, entries: list[Entry], command: str) -> None:
     section.text(f"Report written {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by: {command}")
     threads_env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
     section.text(f"Python {platform.python_version()}, torch {torch.__version__}, {platform.platform()}; "
-                 f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; {torch.get_num_threads()} torch threads"
+                 f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; {torch.get_num_threads()} torch threads"
                  + (f" ({', '.join(f'{k}={v}' for k, v in threads_env.items())})" if threads_env else "") + ".")
     rows = []
     for e in _unique(entries):

@@ -33,7 +33,7 @@ def _by_key(entries: list[Entry], key: str) -> Entry:
 
 
 def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds: int, data, command: str,
-                       extra_sections=()) -> Path:
+                       extra_sections=(), findings=(), budget_minutes: float | None = None) -> Path:
     """Write OUT/report.html (+ figures/*.png, table1.csv/.md) for the study's entries; returns the path.
 
     `extra_sections`: callables `f(report)` run before the environment section, to add sections such as
@@ -44,6 +44,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
                     f"preset '{preset}' ({PRESETS[preset]['about']}), {seeds} seed(s) per experiment; "
                     "test-set numbers on the real Fashion-MNIST data set")
 
+    add_findings(report, findings, table1, preset, budget_minutes)
     summary = report.section("Table 1: Key metrics")
     add_table1(summary, table1 + early)
     if preset != "paper":
@@ -108,9 +109,27 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
             "training. Rows: fashionlab's named recipes (fashionlab train --recipe NAME) and the Evaluation's "
             "architectures trained with the fast recipe's settings. Here every run keeps the 10,000-image "
             "validation split so its curve can be drawn; the recipes themselves train on all 60,000 images "
-            "(docs/BENCHMARKS.md has their test accuracy over seeds). Time to accuracy: validation accuracy "
+            "(docs/RESULTS.md has their test accuracy over seeds). Time to accuracy: validation accuracy "
             "against cumulative training seconds, the star is the test accuracy."))
     for add in extra_sections:
         add(report)
     add_environment(report, entries, command)
     return report.write()
+
+
+def add_findings(report: Report, findings, table1: list[Entry], preset: str, budget_minutes: float | None) -> None:
+    """The paper's claims first, each with the evidence measured and a verdict computed from the runs
+    (the rules: study/findings.py)."""
+    if not findings:
+        return
+    section = report.section("Findings")
+    counts = {v: sum(f.verdict == v for f in findings) for v in dict.fromkeys(f.verdict for f in findings)}
+    cnn = {e.key: e.run.metrics()["epochs"] for e in table1 if e.key in ("cnn", "cnn_aug")}
+    budget = f"a budget of {budget_minutes:g} minutes" if budget_minutes else f"preset '{preset}'"
+    section.text(f"Each claim of the paper, checked against this study's runs ({budget}; the CNN rows trained "
+                 + " and ".join(f"{v} epochs" for v in cnn.values()) + " here, 30 and 60 in the paper): "
+                 + ", ".join(f"{n} {v}" for v, n in counts.items()) + ". The rule behind each verdict is in "
+                 "src/fashionlab/study/findings.py.")
+    section.table("The paper's findings, reproduced or not", ["", "The paper says", "Where", "Verdict", "Evidence",
+                                                               "Why"],
+                  [[f.claim, f.statement, f.source, f.verdict, f.evidence, f.note] for f in findings], name="findings")

@@ -23,18 +23,44 @@ from ..training.checkpoint import load_checkpoint
 INPUT, OUTPUT = "image", "probabilities"
 
 
-def export_onnx(run_name, out: str | Path | None = None, root=None) -> Path:
-    import onnx
+def _run_dir_holding(path: Path) -> Path | None:
+    """The run directory that `path` lies in (at any depth), if any: one with config.json and a run's other files."""
+    for folder in path.parents:
+        if (folder / "config.json").is_file() and any(
+                (folder / name).exists() for name in ("status.json", "model.pt", "history.csv", "checkpoints")):
+            return folder
+    return None
 
+
+def check_output(out: Path, force: bool = False) -> None:
+    """Refuse to write over a run's own files, and over any existing file unless `force`.
+
+    A run's only file an export may write is RUN/model.onnx, its default output; config.json, model.pt,
+    metrics.json, checkpoints/ and everything else inside a run directory are the run itself.
+    """
+    target = out.resolve()  # through symbolic links: a link to a run's model.pt is that model.pt
+    run_dir = _run_dir_holding(target)
+    if run_dir is not None and target != run_dir / "model.onnx":
+        raise ConfigError(f"--out {out} is inside run {run_dir}, whose files an export must not replace; "
+                          f"choose a file outside it, or {run_dir / 'model.onnx'}")
+    if target.is_dir():
+        raise ConfigError(f"--out {out} is a directory; name a file, e.g. {out / 'model.onnx'}")
+    if target.exists() and not force:
+        raise ConfigError(f"{out} already exists; pass --force to replace it, or choose another --out")
+
+
+def export_onnx(run_name, out: str | Path | None = None, root=None, force: bool = False) -> Path:
+    import onnx
 
     run = open_run(run_name, root)
     metrics = run.metrics()  # refuses unfinished runs with a clear message
+    out = Path(out) if out else run.path / "model.onnx"
+    check_output(out, force)
     record = load_checkpoint(run.model_path)
     model = create_model(record["model_name"])
     model.load_state_dict(record["model"])
     # fp32 and the default memory format: the file must not depend on how the run was trained
     wrapped = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
-    out = Path(out) if out else run.path / "model.onnx"
     example = torch.zeros(2, 1, 28, 28)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -63,7 +89,9 @@ def export_onnx(run_name, out: str | Path | None = None, root=None) -> Path:
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"fashionlab run {run.name} ({record['model_name']})"
     onnx.checker.check_model(proto)
-    # written next to the target and renamed: an existing file is replaced only by a complete one
+    # written next to the target and renamed: an existing file is replaced only by a complete one, and the
+    # target is checked again just before, in case a file appeared there while the model was exported
+    check_output(out, force)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from ..artifacts import best_run, load_run_model, read_onnx_metadata, saved_epoc
 from ..errors import ConfigError, RunError
 from ..runs import open_run
 from ..tables import format_table
-from .preprocess import Prepared, image_files, normalise, prepare_file
+from .preprocess import ImageError, Prepared, image_files, normalise, prepare_file
 
 
 @dataclass
@@ -84,8 +84,13 @@ def load_onnx_predictor(path, threads: int | None = None) -> Predictor:
 
 
 def predict_files(predictor: Predictor, paths: list, top_k: int = 3, show_input: str | Path | None = None,
-                  batch_size: int = 256) -> list[dict]:
-    """One result per image: file, top-k labels with probabilities, whether it was negated."""
+                  batch_size: int = 256, on_error=None) -> list[dict]:
+    """One result per image, in order: file, top-k labels with probabilities, whether it was negated.
+
+    A file that cannot be used (missing, unreadable, special, damaged, not an image) does not stop the others:
+    its result has `error` (the reason, naming the file) and no prediction, and `on_error(err)` is called with
+    its ImageError as it happens. Every result has the same keys; `error` is None for the good ones.
+    """
     files = image_files(paths)
     if show_input:
         try:
@@ -94,16 +99,29 @@ def predict_files(predictor: Predictor, paths: list, top_k: int = 3, show_input:
             raise ConfigError(f"--show-input {show_input}: cannot create that folder ({err.strerror})") from None
     results, saved = [], set()
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        prepared = [prepare_file(f, str(f)) for f in chunk]
-        for f, p, probs in zip(chunk, prepared, predictor.probabilities(prepared)):
+        chunk, prepared, failed = files[start:start + batch_size], [], {}
+        for f in chunk:
+            try:
+                prepared.append((f, prepare_file(f, str(f))))
+            except ImageError as err:
+                err.file = str(f)
+                failed[f] = err
+                if on_error is not None:
+                    on_error(err)
+        probabilities = iter(predictor.probabilities([p for _, p in prepared]))
+        by_file = {f: (p, next(probabilities)) for f, p in prepared}
+        for f in chunk:
+            if f in failed:
+                results.append({"file": str(f), "negated": None, "top": [], "error": str(failed[f])})
+                continue
+            p, probs = by_file[f]
             if show_input:
                 name = f.stem
                 while name in saved:  # boot.jpg and boot.png, or same names in two folders: keep both
                     name += "_"
                 saved.add(name)
                 (Path(show_input) / f"{name}.png").write_bytes(p.png())
-            results.append({"file": str(f), "negated": p.negated, "top": predictor.top(probs, top_k)})
+            results.append({"file": str(f), "negated": p.negated, "top": predictor.top(probs, top_k), "error": None})
     return results
 
 
@@ -113,10 +131,13 @@ def format_results(results: list[dict], fmt: str = "table") -> str:
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["file", "rank", "label", "probability"])
+        writer.writerow(["file", "rank", "label", "probability", "error"])
         for r in results:
+            if r.get("error"):
+                writer.writerow([r["file"], "", "", "", r["error"]])
             for rank, t in enumerate(r["top"], 1):
-                writer.writerow([r["file"], rank, t["label"], f"{t['probability']:.4f}"])
+                writer.writerow([r["file"], rank, t["label"], f"{t['probability']:.4f}", ""])
         return buf.getvalue().rstrip("\n")
-    rows = [[r["file"], " ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top"])] for r in results]
+    rows = [[r["file"], ("error: " + r["error"]) if r.get("error") else
+             " ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top"])] for r in results]
     return format_table(["file", "prediction (probability)"], rows, "ll")

@@ -14,23 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import takes_any_size
 from ..artifacts import load_run_model
-from ..errors import ConfigError
+from .hooks import StepHooks
 from .precision import autocast, bf16_supported, prepare_convolutions, prepare_input
 
 
-class Teacher:
+class Teacher(StepHooks):
     """A finished run's network, frozen in eval mode, that turns each training batch's loss into a distillation
-    loss."""
+    loss (the loop's `criterion` hook)."""
 
-    def __init__(self, source: str, weight: float, temperature: float, device: torch.device, low_res_size: int = 0):
+    def __init__(self, source: str, weight: float, temperature: float, device: torch.device):
         self.model, record = load_run_model(source, device=str(device))
-        if low_res_size and not takes_any_size(record["model_name"], low_res_size):
-            # progressive resizing shows the teacher the student's smaller images too
-            raise ConfigError(f"teacher {source} ({record['model_name']}) only takes 28x28 images, so it cannot teach "
-                              f"a run with low_res_size {low_res_size}; distil from a convolutional net with global "
-                              "pooling, or train at 28x28")
         for p in self.model.parameters():
             p.requires_grad_(False)
         # the teacher's own precision where this machine has it (a bf16 teacher on an fp32-only CPU runs in fp32)
@@ -38,7 +32,7 @@ class Teacher:
         prepare_convolutions(self.model, self.precision, device, record["config"].get("winograd", True))
         self.device, self.weight, self.temperature = device, weight, temperature
 
-    def criterion(self, criterion: nn.CrossEntropyLoss, x: torch.Tensor) -> Callable:
+    def criterion(self, criterion: nn.CrossEntropyLoss, x: torch.Tensor, step: int = 0) -> Callable:
         """`criterion` for this batch `x`, with the teacher's term added."""
         with torch.inference_mode(), autocast(self.device, self.precision):
             teacher = self.model(prepare_input(x, self.model)).float()

@@ -1,4 +1,5 @@
-"""The training loop: `train_one_epoch`, `validate`, `train` — the shape of torchvision's reference script.
+"""The training loop in the shape of torchvision's reference script: `train_one_epoch`, evaluation after each
+epoch (evaluation.loss_and_accuracy), and `train`, which wires them to a run directory.
 
 Determinism and exact resume: every step re-seeds torch's RNG from (seed, epoch, step) and every epoch's
 sample order is a function of (seed, epoch). So a run resumed from a checkpoint taken after any step
@@ -8,12 +9,15 @@ save. Ctrl-C sets a flag that is checked between steps, so the checkpoint it wri
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import __version__
+from ..artifacts import load_weights
 from ..config import RunConfig, whole_if_integral
 from ..data import (
     CLASSES,
@@ -30,25 +35,22 @@ from ..data import (
     FashionMNIST,
     Split,
     apply_augment,
-    cutmix,
-    downscale,
     epoch_order,
     iterate_batches,
     load_fashion_mnist,
     make_splits,
-    mixup,
     num_batches,
 )
 from ..errors import FashionlabError, RunError, TrainingDiverged
 from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
 from ..models import count_parameters, create_model
-from ..models.ensemble import member_losses
-from ..runs import Run, create_run, open_run
-from . import distributed, pruning
+from ..runs import NewRun, Run, is_writer, open_run, record_resumed_settings, resume_config
+from . import distributed
 from .batchnorm import recalibrate_batchnorm
 from .checkpoint import load_checkpoint, load_weights_into, model_state, save_checkpoint
 from .distillation import Teacher
 from .early_stopping import EarlyStopping
+from .hooks import Chain, StepHooks, TrainingStart
 from .optim import create_optimizer, create_scheduler, total_steps
 from .precision import (
     autocast,
@@ -60,7 +62,6 @@ from .precision import (
     resolve_device,
 )
 from .pruning import Pruner
-from .sam import SharpnessAware
 
 
 class Interrupted(FashionlabError):
@@ -79,6 +80,19 @@ class Progress:
     history: list = field(default_factory=list)
 
 
+@dataclass
+class StepContext:
+    """How every step of a run is taken, besides the model and optimizer: one object, not a parameter list."""
+    config: RunConfig
+    precision: str
+    device: torch.device
+    hooks: StepHooks
+    stop: _StopFlag
+    pruner: Pruner | None = None
+    bar: tqdm | None = None
+    first_step: int = 0       # the run's step number of the epoch's first batch
+
+
 def derive_seed(seed: int, epoch: int, step: int) -> int:
     return ((seed * 1_000_003 + epoch) * 100_003 + step) % (2**63)
 
@@ -91,7 +105,7 @@ class _StopFlag:
         self._previous = None
 
     def __enter__(self):
-        if hasattr(signal, "SIGINT") and _in_main_thread():
+        if hasattr(signal, "SIGINT") and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -105,26 +119,9 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _in_main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
-
-
 def _log(message: str) -> None:
-    if distributed.is_main():  # issue 7: one copy of the log under torchrun
+    if distributed.is_main():  # one copy of the log under torchrun
         tqdm.write(message, file=sys.stderr)
-
-
-def load_weights(source: str | Path) -> dict:
-    """Model weights from a run (its model.pt) or from a checkpoint file."""
-    path = Path(source)
-    if path.is_file():
-        state = load_checkpoint(path)
-    else:
-        run = open_run(source)
-        path = run.model_path if run.model_path.is_file() else run.best_checkpoint
-        state = load_checkpoint(path)
-    return state["model"] if "model" in state else state
 
 
 def _load_into(model: nn.Module, weights: dict, source) -> None:
@@ -132,76 +129,71 @@ def _load_into(model: nn.Module, weights: dict, source) -> None:
                       "--init-from needs a run of the same model")
 
 
-def train_one_epoch(model, optimizer, scheduler, criterion, train: Split, config: RunConfig, progress: Progress,
-                    precision: str, device: torch.device, stop: _StopFlag, bar: tqdm | None, order: torch.Tensor,
-                    first_step: int = 0, steps: int | None = None, pruner: Pruner | None = None,
-                    teacher: Teacher | None = None, sam: SharpnessAware | None = None) -> None:
-    """Train on the images of `order` from batch `progress.step` to batch `steps` (default: the end), or until
-    Ctrl-C; updates `progress` per step. `first_step`: the run's step number of the epoch's first batch."""
+def epoch_batches(train: Split, order: torch.Tensor, progress: Progress, batch_size: int,
+                  steps: int | None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(batch number, images, labels, image indices) of the epoch from batch `progress.step` to batch `steps`."""
+    batches = iterate_batches(train, batch_size, order, start=progress.step, drop_last=True, stop=steps)
+    for b, (x, y) in enumerate(batches, start=progress.step):
+        yield b, x, y, order[b * batch_size:(b + 1) * batch_size]
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer, scheduler, batches: Iterator,
+                    progress: Progress, ctx: StepContext) -> None:
+    """Train on `batches` (from `epoch_batches`), or until Ctrl-C; updates `progress` after every step."""
     model.train()
-    epoch, batch_size = progress.epoch, config.batch_size
-    steps_per_epoch = num_batches(len(train), batch_size, drop_last=True)
-    low_res_until = round(config.low_res_epochs * steps_per_epoch) if config.low_res_size else 0
-    sam_from_step = config.sam_from * total_steps(config, steps_per_epoch) if sam is not None else None
+    config, device, hooks = ctx.config, ctx.device, ctx.hooks
     totals = _StepTotals(progress, every=1 if device.type == "cpu" else GPU_SYNC_EVERY)
-    for b, (x, y) in enumerate(iterate_batches(train, batch_size, order, start=progress.step,
-                                               drop_last=True, stop=steps), start=progress.step):
-        # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step)
-        # issue 7 (DDP): each rank draws its own random numbers (seed + rank) and takes its shard of the batch
-        step_seed = (derive_seed(config.seed, epoch, b) + distributed.rank()) % 2**63
+    for b, x, y, images in batches:
+        step = ctx.first_step + b
+        # the default generator alone: torch.manual_seed also visits every accelerator backend (slow per step).
+        # Under DDP each rank draws its own random numbers (seed + rank) and takes its shard of the batch
+        step_seed = (derive_seed(config.seed, progress.epoch, b) + distributed.rank()) % 2**63
         torch.default_generator.manual_seed(step_seed)
         if device.type == "cuda":
             torch.cuda.manual_seed(step_seed)
-        x, y, images = distributed.shard(x, y, order[b * batch_size:(b + 1) * batch_size])
+        x, y, images = distributed.shard(x, y, images)
         if config.augment:
             x = apply_augment(x, config.augment, None)
-        targets = y
-        if config.cutmix:  # soft targets; accuracy is still counted against the images' own labels
-            x, targets = cutmix(x, y, config.cutmix, len(CLASSES))
-        elif config.mixup:
-            x, targets = mixup(x, y, config.mixup, len(CLASSES))
-        if first_step + b < low_res_until:  # progressive resizing (data/resize.py)
-            x = downscale(x, config.low_res_size)
-        batch_criterion = criterion if teacher is None else teacher.criterion(criterion, x)
-        loss, reported, logits = _batch_loss(model, x, targets, batch_criterion, precision, device, pruner, images)
-        totals.add(reported, logits, y, epoch, b)
+        x, targets = hooks.batch(x, y, step)
+        batch_criterion = hooks.criterion(criterion, x, step)
+        loss, reported, logits = _batch_loss(model, x, targets, batch_criterion, ctx, images)
+        totals.add(reported, logits, y, progress.epoch, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if sam is not None and first_step + b >= sam_from_step:
-            _sharpness_aware_gradient(sam, model, x, targets, batch_criterion, precision, device, pruner, images)
+        hooks.before_optimizer_step(partial(_recompute, model, x, targets, batch_criterion, ctx, images), step)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
         progress.step = b + 1
-        if bar is not None:
-            bar.update(1)
+        if ctx.bar is not None:
+            ctx.bar.update(1)
             if totals.synced:
-                bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", refresh=False)
-        if stop.requested:
+                ctx.bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", refresh=False)
+        if ctx.stop.requested:
             break
     totals.sync()
 
 
-def _batch_loss(model, x, targets, criterion, precision, device, pruner, images, remember: bool = True):
+def _batch_loss(model, x, targets, criterion, ctx: StepContext, images, remember: bool = True):
     """(loss to minimise, loss to report, logits to score) of one batch; `remember`: keep the images' losses as
     the pruner's scores."""
-    with autocast(device, precision):
+    with autocast(ctx.device, ctx.precision):
         logits = model(prepare_input(x, model))
-    loss, reported, logits = member_losses(criterion, logits.float(), targets)
-    if pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
-        reported, loss = reported.mean(), pruner.weigh(loss, images, remember)
+    logits = logits.float()
+    loss = criterion(logits, targets)
+    reported = loss.detach()
+    if ctx.pruner is not None:  # `criterion` gave each image's loss; the epoch's train loss is their plain mean
+        reported, loss = reported.mean(), ctx.pruner.weigh(loss, images, remember)
     return loss, reported, logits
 
 
-def _sharpness_aware_gradient(sam, model, x, targets, criterion, precision, device, pruner, images) -> None:
-    """Replace the gradients by those at the weights moved up them (SAM's second pass, on the same batch)."""
-    sam.ascend()
-    _batch_loss(model, x, targets, criterion, precision, device, pruner, images, remember=False)[0].backward()
-    sam.restore()
+def _recompute(model, x, targets, criterion, ctx: StepContext, images) -> None:
+    """The batch's forward and backward passes again (for hooks that take a second look, such as SAM)."""
+    _batch_loss(model, x, targets, criterion, ctx, images, remember=False)[0].backward()
 
 
 # steps between a GPU's loss reads. Each read waits for the queued kernels; the recipes' small nets are
-# launch-bound and lost nothing to a read per step on an H200 (docs/BENCHMARKS.md), but a net whose step
+# launch-bound and lost nothing to a read per step on an H200 (docs/EXPERIMENTS.md), but a net whose step
 # keeps the GPU busier than its launches keep the CPU would idle the GPU during every read
 GPU_SYNC_EVERY = 32
 
@@ -248,51 +240,79 @@ class _StepTotals:
         self.pending, self.synced = 0, True
 
 
-def _checkpoint(model, optimizer, scheduler, stopper, progress, config, precision, pruner) -> dict:
+def _checkpoint(model, optimizer, scheduler, stopper, progress, ctx: StepContext) -> dict:
     return {
-        **({"pruning": pruner.state_dict()} if pruner is not None else {}),
+        **({"pruning": ctx.pruner.state_dict()} if ctx.pruner is not None else {}),
         "model": model_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "early_stopping": stopper.state_dict(),
         "progress": asdict(progress),
-        "config": config.to_dict(),
-        "precision": precision,
+        "config": ctx.config.to_dict(),
+        "precision": ctx.precision,
         "rng": torch.get_rng_state(),
     }
 
 
 def train(config: RunConfig, root=None, resume: str | Path | None = None, overwrite: bool = False,
           data: FashionMNIST | None = None, show_progress: bool | None = None,
-          on_epoch_end: Callable[[dict], bool | None] | None = None) -> Run:
+          on_epoch_end: Callable[[dict], bool | None] | None = None, hooks: StepHooks | None = None,
+          changes: dict | None = None) -> Run:
     """Train `config` into a new run directory (or continue `resume`), evaluate on the test set, return the run.
+
+    `hooks`: optional behaviour inside each step (training/hooks.py); probes under benchmarks/probes/ use it.
 
     `on_epoch_end(row)` gets each epoch's history row; returning True stops training after that epoch (the
     run then finishes as stopped early). Sweeps use it to report to Optuna and prune.
+
+    `changes`: settings given again with `resume`; `runs.resume_config` says which of them a resume may change.
+
+    The process holds the run's lock while it trains (runs.RunLock), so a second process that would train, resume
+    or overwrite the run is refused. The settings, the data and the model are checked before a new run's folder is
+    made or an old one replaced (runs.NewRun), so a failure there leaves the runs folder as it was.
     """
-    run = open_run(resume, root) if resume else None
-    if resume:
-        if run.finished:
-            raise RunError(f"run {run.path} is already finished; nothing to resume")
-        config = run.config()
-    # issue 7 (DDP): under torchrun join the process group; rank 0 creates the run, the others learn its path
-    distributed.setup(resolve_device(config.device))
-    if not resume:
-        run = create_run(config, root, overwrite) if distributed.is_main() else None
-        run = Run(Path(distributed.from_main(str(run.path) if run else None)))
-    try:
-        return _train(config, run, bool(resume), data, show_progress, on_epoch_end)
-    except TrainingDiverged as err:
-        run.set_status("failed", message=str(err))
-        raise
-    except Interrupted:
-        raise
-    except BaseException as err:
-        run.set_status("failed", message=f"{type(err).__name__}: {err}")
-        raise
+    with contextlib.ExitStack() as held:  # this process's lock on the run, released however training ends
+        writer = is_writer()  # rank 0 under torchrun, known before the process group exists
+        if resume:
+            run = open_run(resume, root)
+            if writer:
+                held.enter_context(run.lock())
+            if run.finished:
+                raise RunError(f"run {run.path} is already finished; nothing to resume")
+            config = resume_config(run, changes)
+        else:
+            claim = held.enter_context(NewRun(config, root, overwrite)) if writer else None
+        # DDP: under torchrun join the process group; rank 0 creates the run, the others learn its path
+        distributed.setup(resolve_device(config.device))
+        # what fails before training fails here, before a run folder is made or replaced
+        if data is None:
+            data = load_fashion_mnist(config.data_dir)
+        with torch.random.fork_rng(devices=[]):  # the check draws no numbers from the run's random stream
+            create_model(config.model)
+        if config.init_from and not Path(config.init_from).is_file():
+            open_run(config.init_from)
+        if config.distill_from:
+            open_run(config.distill_from).metrics()
+        if resume:
+            if writer:
+                record_resumed_settings(run, config)
+        else:
+            run = claim.create() if writer else None
+            run = Run(Path(distributed.from_main(str(run.path) if run else None)))
+        try:
+            return _train(config, run, bool(resume), data, show_progress, on_epoch_end, hooks=hooks)
+        except TrainingDiverged as err:
+            run.set_status("failed", message=str(err))
+            raise
+        except Interrupted:
+            raise
+        except BaseException as err:
+            run.set_status("failed", message=f"{type(err).__name__}: {err}")
+            raise
 
 
-def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_epoch_end=None) -> Run:
+def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_epoch_end=None,
+           hooks: StepHooks | None = None) -> Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = distributed.setup(resolve_device(config.device))
@@ -316,9 +336,10 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     scheduler = create_scheduler(optimizer, config, steps_per_epoch)
     stopper = EarlyStopping(config.patience, "min" if config.monitor == "val_loss" else "max", config.min_delta)
     progress = Progress()
-    teacher = (Teacher(config.distill_from, config.distill_weight, config.distill_temperature, device,
-                       config.low_res_size) if config.distill_from else None)
-    sam = SharpnessAware(model.parameters(), config.sam_rho) if config.sam_rho else None
+    if config.distill_from:  # the teacher's loss first, so that a probe's criterion can wrap it
+        teacher = Teacher(config.distill_from, config.distill_weight, config.distill_temperature, device)
+        hooks = teacher if hooks is None else Chain(teacher, hooks)
+    hooks = hooks or StepHooks()
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing,
                                     reduction="none" if pruner is not None else "mean")
 
@@ -338,58 +359,56 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     else:
         precision = choose_precision(config.precision, model, device, config.batch_size, config.winograd)
         if config.recipe and device.type == "cpu" and not bf16_supported(device):
-            # the recipes' seconds (docs/BENCHMARKS.md) were measured with bf16; say why a run takes 2-3x that
+            # the recipes' time targets assume bf16 products; say why a run takes 2-3x that
             _log("this CPU has no bf16 matrix products (AVX512-BF16 or AMX), so the recipe trains in fp32, "
-                 "2-3x slower than its documented times (docs/BENCHMARKS.md, machine C)")
+                 "2-3x slower than its time target (docs/RESULTS.md has the figures per CPU)")
     prepare_convolutions(model, precision, device, config.winograd)
     run.set_status("running", precision=precision)
-    # issue 7: DDP wrapper for the training steps (same weights as `model`); TensorBoard on rank 0
     precision = distributed.from_main(precision)
-    train_model = distributed.wrap_model(model, device)
+    train_model = distributed.wrap_model(model, device)  # DDP's wrapper for the steps, same weights as `model`
     tensorboard = None
     if config.tensorboard and distributed.is_main():
-        from .tensorboard_log import TensorBoardLog
+        from .tensorboard_log import TensorBoardLog  # tensorboard's import is slow; only runs that ask pay it
         tensorboard = TensorBoardLog(run.path, config)
 
     show = (sys.stderr.isatty() if show_progress is None else show_progress) and distributed.is_main()
     steps_done = lambda: pruner.steps_done if pruner else progress.epoch * steps_per_epoch  # noqa: E731
+    hooks.start(TrainingStart(model, optimizer, pruner, steps, steps_per_epoch, device))
     with _StopFlag() as stop:
+        ctx = StepContext(config, precision, device, hooks, stop, pruner)
         while steps_done() < steps and not stopper.should_stop:
-            first_step = steps_done()
+            ctx.first_step = steps_done()
             order = epoch_order(len(train_split), config.seed, progress.epoch)
             if pruner is not None:
-                in_tail = first_step >= (1 - pruning.FULL_DATA_TAIL) * steps  # read here: trials may change it
-                order = pruner.start_epoch(order, progress.epoch, prune=not in_tail)
-            epoch_steps = min(len(order) // config.batch_size, steps - first_step)
-            bar = tqdm(total=epoch_steps, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}"
-                       + (f"/{n_epochs}" if n_epochs else ""), leave=False, disable=not show, file=sys.stderr)
+                order = pruner.start_epoch(order, progress.epoch, prune=pruner.prunes(ctx.first_step, steps))
+            epoch_steps = min(len(order) // config.batch_size, steps - ctx.first_step)
+            ctx.bar = tqdm(total=epoch_steps, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}"
+                           + (f"/{n_epochs}" if n_epochs else ""), leave=False, disable=not show, file=sys.stderr)
             start = time.perf_counter()
             try:
-                train_one_epoch(train_model, optimizer, scheduler, criterion, train_split, config, progress, precision,
-                                device, stop, bar, order, first_step, epoch_steps, pruner, teacher, sam)
+                batches = epoch_batches(train_split, order, progress, config.batch_size, epoch_steps)
+                train_one_epoch(train_model, criterion, optimizer, scheduler, batches, progress, ctx)
             finally:
-                bar.close()
+                ctx.bar.close()
                 progress.train_seconds += time.perf_counter() - start
             if stop.requested:
-                save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision, pruner),
-                                run.last_checkpoint)
+                save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, ctx), run.last_checkpoint)
                 run.set_status("interrupted", epoch=progress.epoch, step=progress.step)
                 raise Interrupted(f"interrupted; progress saved. Continue with: fashionlab train --resume {run.path}")
-            # issue 7 (DDP): epoch totals over all ranks' shards; rank 0's BatchNorm statistics everywhere
+            # DDP: epoch totals over all ranks' shards; rank 0's BatchNorm statistics everywhere
             progress.loss_sum, progress.correct, progress.seen = distributed.sum_counts(
                 progress.loss_sum, progress.correct, progress.seen)
             distributed.sync_buffers(model)
             if pruner is not None:
                 pruner.end_epoch(progress.step)
-            _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
-                       device, pruner)
+            _end_epoch(model, optimizer, scheduler, stopper, progress, ctx, run, train_split, val_split)
             row = progress.history[-1]
             if tensorboard is not None:
                 tensorboard.log_epoch(row)
             if on_epoch_end is not None and on_epoch_end(dict(row)):
                 break
 
-    if distributed.replicas_differ(model) > 0:  # issue 7: DDP keeps replicas identical; say so if not
+    if distributed.replicas_differ(model) > 0:  # DDP keeps replicas identical; say so if not
         _log("warning: the processes' weights differ at the end of training")
     if not distributed.is_main():
         return run
@@ -402,16 +421,16 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     return run
 
 
-def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision, run, train_split, val_split,
-               device, pruner):
+def _end_epoch(model, optimizer, scheduler, stopper, progress, ctx: StepContext, run, train_split, val_split):
+    config = ctx.config
     row = {"epoch": progress.epoch + 1,
            "train_loss": progress.loss_sum / max(1, progress.seen),
            "train_accuracy": progress.correct / max(1, progress.seen)}
-    if pruner is not None:  # how many images the epoch kept
+    if ctx.pruner is not None:  # how many images the epoch kept
         row["images"] = progress.seen
     if val_split is not None:
-        _recalibrate(model, train_split, config, precision, device, progress)
-        val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, precision, device,
+        _recalibrate(model, train_split, config, ctx.precision, ctx.device, progress)
+        val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, ctx.precision, ctx.device,
                                               config.tta)
         row.update(val_loss=val_loss, val_accuracy=val_acc)
         if stopper.update(val_loss if config.monitor == "val_loss" else val_acc, progress.epoch + 1):
@@ -419,8 +438,7 @@ def _end_epoch(model, optimizer, scheduler, stopper, progress, config, precision
     row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(progress.train_seconds, 3))
     progress.history.append(row)
     progress.epoch, progress.step, progress.loss_sum, progress.correct, progress.seen = progress.epoch + 1, 0, 0.0, 0, 0
-    save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, config, precision, pruner),
-                    run.last_checkpoint)
+    save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, ctx), run.last_checkpoint)
     run.write_history(progress.history)
     _log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
@@ -454,7 +472,7 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
         stopped_early=stopped_early, train_seconds=round(progress.train_seconds, 3),
         eval_seconds=round(time.perf_counter() - start, 3), precision=precision, device=str(device),
         threads=torch.get_num_threads(), parameters=count_parameters(model), torch=torch.__version__,
-        processes=distributed.world_size(),  # issue 7: DDP
+        processes=distributed.world_size(),  # DDP
         fashionlab=__version__,
     )
     np.savez_compressed(run.predictions_path, probs=probs.astype(np.float16), labels=labels.astype(np.uint8))

@@ -13,7 +13,7 @@ decayed: that assumes a batch norm follows it, which makes its scale irrelevant 
 no batch norm of its own, but ReLU, the next convolution and its max-pool all scale with it, so the batch norm
 after them makes the stem's scale (weights and bias together) irrelevant too. The stem's filters
 over the one greyscale channel are a 16 x 9 matrix, and Muon suits them too: +0.16 point of validation
-accuracy for the `fast` recipe over SGD steps for them (docs/BENCHMARKS.md, session 7). Biases, batch-norm
+accuracy for the `fast` recipe over SGD steps for them (docs/EXPERIMENTS.md). Biases, batch-norm
 parameters and linear layers take SGD steps at the group's own `lr`, `momentum` and `weight_decay`.
 """
 
