@@ -3,7 +3,7 @@ in-memory loader vs a DataLoader.
 
     python benchmarks/epoch_speed.py [--cnn-steps 20] [--threads 2]
 
-An epoch is 50,000 images at batch size 128 (the seed's split). `ann` and `ann_bn` epochs are timed whole;
+An epoch is 50,000 images at batch size 128 (the paper's split). `ann` and `ann_bn` epochs are timed whole;
 the CNN is timed over --cnn-steps batches after warm-up and scaled to an epoch (it costs minutes per
 epoch). The loader comparison trains the same `ann` for one epoch fed by (a) fashionlab's in-memory
 batches and (b) a per-sample torch Dataset + DataLoader, the usual tutorial pipeline, and prints the ratio.
@@ -31,7 +31,7 @@ BATCH = 128
 
 
 def step_fn(model, precision, package_optimizer: bool):
-    """A training step with the seed's Adam: fashionlab's (fused, training/optim.py) or torch's default."""
+    """A training step with the paper's Adam: fashionlab's (fused, training/optim.py) or torch's default."""
     if package_optimizer:
         opt = create_optimizer(model.parameters(), RunConfig(optimizer="adam", lr=1e-3))
     else:
@@ -82,7 +82,7 @@ class PerSample(torch.utils.data.Dataset):
 
 
 def training_images(data) -> tuple[np.ndarray, np.ndarray]:
-    """The 50,000 training images of the seed's split as the files hold them (uint8), with their labels."""
+    """The 50,000 training images of the paper's split as the files hold them (uint8), with their labels."""
     train_idx, _ = split_indices(len(data.train_labels), 10_000, 0)
     return data.train_images[train_idx], data.train_labels[train_idx]
 

@@ -151,22 +151,22 @@ def fig4b_augmentation_curves(pairs: list[tuple[Entry, Entry]]):
     return fig
 
 
-def fig5_metric_comparison(entries: list[Entry], seed_values: dict | None = None):
-    """Fig 5: test-set metrics per model as grouped bars (± std over seeds); seed report values as markers."""
+def fig5_metric_comparison(entries: list[Entry], paper_values: dict | None = None):
+    """Fig 5: test-set metrics per model as grouped bars (± std over seeds); the paper's values as markers."""
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(entries) + 3), 4.2))
     width = 0.8 / len(entries)
-    lows, seed_shown = [], False
+    lows, paper_shown = [], False
     for i, e in enumerate(entries):
         values = np.array([[m[k] for k, _ in METRICS] for m in e.metrics()])
         x = np.arange(len(METRICS)) + (i - (len(entries) - 1) / 2) * width
         err = values.std(0, ddof=1) if len(values) > 1 else None
         ax.bar(x, values.mean(0), width, yerr=err, color=e.color, label=e.label, capsize=2)
         lows.append(values.min())
-        seed = (seed_values or {}).get(e.label)
-        if seed:
-            ax.scatter(x, seed, marker="_", s=160, color="black", zorder=3,
-                       label=None if seed_shown else "seed report")
-            seed_shown = True
+        paper = (paper_values or {}).get(e.label)
+        if paper:
+            ax.scatter(x, paper, marker="_", s=160, color="black", zorder=3,
+                       label=None if paper_shown else "the paper")
+            paper_shown = True
     ax.set_xticks(np.arange(len(METRICS)), [name for _, name in METRICS])
     ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
     ax.grid(False, axis="x")
