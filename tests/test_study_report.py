@@ -53,7 +53,7 @@ def test_killed_study_reuses_finished_runs(killed_study):
         assert f"[study] {name}: training" not in log
         assert (out / "runs" / name / "metrics.json").stat().st_mtime_ns == mtime
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert len(runs) == 11 + 4  # the paper's experiments, then the fast recipe and three architectures
+    assert len(runs) == 12 + 4  # the paper's experiments (fine-tuning too), the fast recipe, three architectures
     for name in runs:
         assert json.loads((out / "runs" / name / "status.json").read_text())["state"] == "finished"
     assert f"report: {(out / 'report.html').resolve()}" in log
@@ -87,11 +87,17 @@ def test_study_report_has_every_figure_and_table(killed_study):
     assert "<td>Ankle Boot</td>" in html and "<td>T-Shirt</td>" in html
     # what the test preset changes relative to paper, and the environment of every run
     assert "How preset &#39;test&#39; differs from &#39;paper&#39;" in html
-    assert html.count(": config.json</summary>") == 11 + 4
+    assert html.count(": config.json</summary>") == 12 + 4
     # beyond the paper: a Table-1-style table of the recipe and the Evaluation's architectures
     beyond = (out / "beyond_the_paper_table.md").read_text()
     assert all(f"| {label}" in beyond for label in ("recipe fast", "resnet20", "googlenet", "vit"))
     assert "Paper: accuracy" not in beyond  # runs the paper never had get no empty paper columns
+    # the paper's claims come first, each with a verdict
+    assert html.index('<section id="findings">') < html.index('<section id="table-1-key-metrics">')
+    with open(out / "findings.csv", newline="") as fh:
+        findings = list(csv.reader(fh))[1:]
+    assert [f[0] for f in findings] == list("abcdefg") + ["h"] * 3
+    assert {f[3] for f in findings} <= {"reproduced", "not reproduced", "not testable at this budget"}
     assert "fashionlab train --name cnn-s0 --model cnn --epochs 1" in html
     assert "by: fashionlab study --preset test --out" in html
 

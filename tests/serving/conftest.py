@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from fashionlab.config import RunConfig
+from fashionlab.serving.predict import load_torch_predictor
 from fashionlab.training.loop import train
 
 
@@ -21,6 +22,13 @@ def served_run(tmp_path_factory, fmnist):
                                       test_limit=1000, threads=1, precision="fp32", name="served"))
     train(config, root=root, data=fmnist, show_progress=False)
     return root, "served"
+
+
+@pytest.fixture(scope="session")
+def predictor(served_run):
+    """The served run's model, loaded once for the API tests."""
+    root, name = served_run
+    return load_torch_predictor(name, root)
 
 
 def product_photo(pixels: np.ndarray, rng: np.random.Generator, fmt: str = "JPEG") -> bytes:

@@ -12,14 +12,7 @@ from PIL import Image
 
 from fashionlab.data import CLASSES
 from fashionlab.serving.app import MAX_BYTES, MAX_FILES, create_app
-from fashionlab.serving.predict import load_torch_predictor
 from fashionlab.serving.preprocess import prepare_file
-
-
-@pytest.fixture(scope="module")
-def predictor(served_run):
-    root, name = served_run
-    return load_torch_predictor(name, root)
 
 
 @pytest.fixture(scope="module")

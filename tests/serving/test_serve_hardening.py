@@ -23,15 +23,9 @@ from fashionlab.cli import main
 from fashionlab.data import CLASSES
 from fashionlab.serving import app as app_module
 from fashionlab.serving.app import create_app, is_loopback
-from fashionlab.serving.predict import Predictor, load_torch_predictor
+from fashionlab.serving.predict import Predictor
 
 HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
-
-
-@pytest.fixture(scope="module")
-def predictor(served_run):
-    root, name = served_run
-    return load_torch_predictor(name, root)
 
 
 @pytest.fixture(scope="module")

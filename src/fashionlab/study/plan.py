@@ -118,10 +118,13 @@ PRESETS = {
     # test: NOT for results - a tiny study (a few hundred images, 1 epoch) for the test suite.
     "test": {"epochs": {"ann": 1, "ann_aug": 1, "cnn": 1, "cnn_aug": 1, "early_stop": 3, "tuned": 1},
              "patience": 1, "hidden": True, "recipes": ("fast",), "scaled": ("cnn", "cnn_aug"),
-             "beyond": {"train_limit": 300, "test_limit": 300, "batch_size": 50, "epochs": 1, "threads": 2},
+             "beyond": {"train_limit": 300, "test_limit": 300, "val_size": 300, "batch_size": 50, "epochs": 1,
+                        "threads": 2},
              "architectures": {},
-             "ann": {"train_limit": 500, "test_limit": 300, "batch_size": 50, "precision": "fp32", "threads": 2},
-             "cnn": {"train_limit": 100, "test_limit": 300, "batch_size": 50, "precision": "fp32", "threads": 2},
+             "ann": {"train_limit": 500, "test_limit": 300, "val_size": 300, "batch_size": 50, "precision": "fp32",
+                     "threads": 2},
+             "cnn": {"train_limit": 100, "test_limit": 300, "val_size": 300, "batch_size": 50, "precision": "fp32",
+                     "threads": 2},
              "about": "a tiny study for the test suite; its numbers mean nothing"},
 }
 
