@@ -180,6 +180,35 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from .explain.page import explain_run
+
+    if args.thumbnails < 0 or args.sample < 10:
+        raise ConfigError("--thumbnails must be at least 0 and --sample at least 10")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    log = (lambda msg: print(f"explain: {msg}", file=sys.stderr)) if args.progress else None
+    report = explain_run(args.run, args.out, root=args.runs_dir, images=args.images, thumbnails=args.thumbnails,
+                         sample=args.sample, data_dir=args.data_dir, log=log)
+    print(f"report: {report.resolve()}")
+    return 0
+
+
+def cmd_labels(args) -> int:
+    from .explain.label_issues import label_issues_report
+
+    if args.folds < 2 or args.top < 1 or (args.limit is not None and args.limit < 2 * args.folds):
+        raise ConfigError("--folds must be at least 2, --top at least 1, --limit at least 2 images per fold")
+    page, csv_path, issues = label_issues_report(
+        args.out, args.recipe, args.folds, args.seed, args.threads, args.limit, args.top, data_dir=args.data_dir,
+        reuse=args.reuse, show_progress=bool(args.progress),
+        log=lambda msg: print(f"labels: {msg}", file=sys.stderr),
+        command=" ".join(["fashionlab", *sys.argv[1:]]))
+    print(f"{int(issues.flagged.sum())} labels flagged; csv: {csv_path.resolve()}; report: {page.resolve()}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that says where to look, not the whole usage text."""
 
@@ -276,6 +305,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/report", help="folder for report.html, figures/ and tables")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("explain", help="HTML page on a finished run: where it fails, attributions, calibration "
+                                       "(saves RUN/calibration.json), t-SNE of its features")
+    p.add_argument("run", help="run name or directory")
+    p.add_argument("--out", default=None, help="folder for report.html and figures/ (default: RUN/explain)")
+    p.add_argument("--images", nargs="+", metavar="INDEX_OR_FILE", default=None,
+                   help="explain these test indices or image files instead of the worst mistakes and one correct "
+                        "image per class")
+    p.add_argument("--thumbnails", type=int, default=0, metavar="N", help="draw N images on the t-SNE map")
+    p.add_argument("--sample", type=int, default=2000, help="test images in the t-SNE map (default 2000)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = all cores)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("labels", help="find suspected label errors in the training set (K-fold out-of-fold "
+                                      "probabilities, confident learning); writes a CSV and a gallery page")
+    p.add_argument("--recipe", default="fast", help="training recipe of the fold models (default fast)")
+    p.add_argument("--folds", type=int, default=4, help="K: models trained, each scoring the fold it never saw")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and of the fold models")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images (quick tries)")
+    p.add_argument("--top", type=int, default=60, help="suspects shown in the gallery")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--out", default="out/labels", help="folder for label_issues.csv, report.html and the fold runs")
+    p.add_argument("--reuse", action="store_true",
+                   help="rank the out-of-fold probabilities saved in OUT by an identical earlier call again")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_labels)
 
     for p in sub.choices.values():
         p.add_argument("--runs-dir", default=None, help="folder of runs (default: ./runs or $FASHIONLAB_RUNS)")

@@ -176,20 +176,24 @@ def fig5_metric_comparison(entries: list[Entry], paper_values: dict | None = Non
     return fig
 
 
+def draw_confusion(ax, cm: np.ndarray, label: str, fontsize: float = 6.5) -> None:
+    """A confusion matrix on `ax`: counts, coloured by the share of the true class."""
+    share = cm / cm.sum(1, keepdims=True).clip(min=1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(cm):
+        ax.text(c, r, v, ha="center", va="center", fontsize=fontsize, color="white" if share[r, c] > 0.5 else "black")
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=60, ha="right", fontsize=fontsize + 0.5)
+    ax.set_yticks(range(len(CLASSES)), CLASSES, fontsize=fontsize + 0.5)
+    ax.grid(False)
+    ax.set(title=f"{label} (accuracy {np.trace(cm) / max(1, cm.sum()):.2%})", xlabel="predicted", ylabel="true")
+
+
 def fig6_confusion_matrices(entries: list[Entry]):
     """Fig 6: confusion matrix (test set, counts; colour = share of the true class) per model."""
     fig, axes = _grid(len(entries), 3, size=(5.2, 4.8))
     for ax, e in zip(axes, entries):
         cm = np.array(e.run.metrics()["confusion_matrix"])
-        share = cm / cm.sum(1, keepdims=True).clip(min=1)
-        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        for (r, c), v in np.ndenumerate(cm):
-            ax.text(c, r, v, ha="center", va="center", fontsize=6.5, color="white" if share[r, c] > 0.5 else "black")
-        ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(CLASSES)), CLASSES, fontsize=7)
-        ax.grid(False)
-        acc = np.trace(cm) / cm.sum()
-        ax.set(title=f"{e.label} (accuracy {acc:.2%})", xlabel="predicted", ylabel="true")
+        draw_confusion(ax, cm, e.label)
     fig.suptitle("Fig 6: confusion matrices on the test set", fontsize=11)
     fig.tight_layout()
     return fig

@@ -20,6 +20,7 @@ from .build import (
     add_table1,
     curve_summary,
 )
+from .calibration import add_calibration
 from .html import Report
 from .style import Entry, assign_colors
 
@@ -58,6 +59,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
                  f"trained once); their training took {duration(total)} in all. Test set: "
                  f"{table1[0].run.metrics()['n']:,} images.")
     add_per_class(report, table1 + early)
+    add_calibration(report, table1 + early)
     add_architectures(report, table1)
 
     overfit = _group(entries, "overfitting") + [_by_key(entries, "cnn")]
