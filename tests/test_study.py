@@ -93,3 +93,17 @@ def test_table1_reports_mean_and_std_over_seeds():
     row = table1_rows([("ANN", [run, {**run, "accuracy": 0.89, "train_seconds": 20}])])[0]
     assert row[:4] == ["ANN", "15.0 s", "88.00% ± 1.41%", "0.800 ± 0.000"]
     assert row[6:] == ["30", "88.43%", "0.888", "4.5 minutes (30)"]
+
+
+def test_a_study_budget_too_small_says_the_least_that_works_as_a_duration():
+    from fashionlab.config import RunConfig
+    from fashionlab.errors import ConfigError
+    from fashionlab.study.estimate import Estimates, fit_to_budget
+
+    configs = {key: RunConfig(epochs=1) for key in ("ann", "cnn", "cnn_aug")}
+    estimates = Estimates(seconds={"ann": 600.0, "cnn": 120.0, "cnn_aug": 180.0})
+    with pytest.raises(ConfigError, match="a budget of 5m is too small here: the experiments other than the CNN rows "
+                                          "alone take about 10m on this CPU; give at least 11m"):
+        fit_to_budget(configs, ("cnn", "cnn_aug"), estimates, 300, seeds=1)
+    # 97% of 30 min less the ANN's 10 min leaves 3.82 times the CNN rows' 5 min
+    assert fit_to_budget(configs, ("cnn", "cnn_aug"), estimates, 1800, seeds=1) == {"cnn": 3.82, "cnn_aug": 3.82}

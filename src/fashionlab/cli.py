@@ -106,11 +106,12 @@ def cmd_settings(args) -> int:
 
 
 def cmd_study(args) -> int:
+    from .parsing import parse_duration
     from .study.runner import run_study
 
     report = run_study(preset=args.preset, out=args.out, seeds=args.seeds, data_dir=args.data_dir,
                        show_progress=args.progress, command=" ".join(["fashionlab", *sys.argv[1:]]),
-                       budget_minutes=args.budget)
+                       budget_seconds=None if args.budget is None else parse_duration(args.budget))
     print(f"report: {report.resolve()}")
     return 0
 
@@ -250,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick",
                    help="quick (default: every finding of the paper tested in under 30 min on 2 cores) or paper "
                         "(the paper's own epochs); 'test' is a tiny preset for the test suite only")
-    p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
-                   help="size the CNN rows so that the whole study takes about this long on this machine")
+    p.add_argument("--budget", default=None, metavar="DURATION",
+                   help="size the CNN rows so that the whole study takes about this long on this machine: a "
+                        "duration with its unit, e.g. 45m or 1h30m")
     p.add_argument("--seeds", type=int, default=1, help="repeat each experiment with this many seeds")
     p.add_argument("--out", default="out/study", help="folder for the study's runs and report")
     p.add_argument("--data-dir", default=None)

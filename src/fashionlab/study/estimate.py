@@ -1,6 +1,6 @@
 """How long a study takes on this machine, before it starts: each distinct network's training step is timed for a
 few steps here, then multiplied by the steps each run takes, plus its evaluations. The same estimates size the CNN
-rows to a time budget (`fashionlab study --budget MINUTES`) and give the progress lines their ETA."""
+rows to a time budget (`fashionlab study --budget 45m`) and give the progress lines their ETA."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..config import RunConfig
 from ..data import apply_augment
 from ..errors import ConfigError
 from ..models import create_model
+from ..parsing import duration_text
 from ..training.optim import create_optimizer, total_steps
 from ..training.precision import (
     autocast,
@@ -99,7 +100,7 @@ def fit_to_budget(configs: dict[str, RunConfig], scaled: tuple, estimates: Estim
     factor = room / flexible if flexible else 0.0
     epochs = {k: round(configs[k].epochs * factor, 2) for k in scaled if k in configs}
     if room <= 0 or min(epochs.values(), default=1) < 0.05:
-        raise ConfigError(f"a budget of {budget_seconds / 60:.0f} min is too small here: the experiments other than "
-                          f"the CNN rows alone take about {fixed / 60:.0f} min on this CPU; give at least "
-                          f"{(fixed + 0.1 * flexible) / 0.97 / 60:.0f}")
+        raise ConfigError(f"a budget of {duration_text(budget_seconds)} is too small here: the experiments other "
+                          f"than the CNN rows alone take about {duration_text(fixed)} on this CPU; give at least "
+                          f"{duration_text((fixed + 0.1 * flexible) / 0.97)}")
     return epochs

@@ -54,17 +54,17 @@ def _finished_already(config, root: Path) -> bool:
         return False
 
 
-def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_minutes: float | None = None):
+def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_seconds: float | None = None):
     """(experiments, estimated seconds per key still to train): the preset's plan, its CNN rows resized to
-    `budget_minutes` when given, each run not yet finished timed on this machine."""
+    `budget_seconds` when given, each run not yet finished timed on this machine."""
     exps = experiments(preset)
     unique = {x.key: x for x in exps}
     configs = {k: experiment_config(x, 0, data_dir, root) for k, x in unique.items()}
     estimates = Estimates()
     for key, config in configs.items():
         estimates.add(key, config)
-    if budget_minutes is not None:
-        epochs = fit_to_budget(configs, PRESETS[preset].get("scaled", ()), estimates, budget_minutes * 60, seeds)
+    if budget_seconds is not None:
+        epochs = fit_to_budget(configs, PRESETS[preset].get("scaled", ()), estimates, budget_seconds, seeds)
         for x in exps:
             if x.key in epochs:
                 x.settings = {**x.settings, "epochs": epochs[x.key]}
@@ -78,20 +78,21 @@ def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_minute
 
 def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int = 1, data_dir=None,
               show_progress=None, command: str | None = None, extra_sections=(),
-              budget_minutes: float | None = None) -> Path:
+              budget_seconds: float | None = None) -> Path:
     """Train (or reuse) every experiment of the preset, then write OUT/report.html; returns its path.
 
     Before training, the study times each network here and prints how long it will take; after each run it prints
-    how far it is and an estimate of the time left. `budget_minutes` sizes the CNN rows to the time given.
+    how far it is and an estimate of the time left. `budget_seconds` sizes the CNN rows to the time given
+    (`fashionlab study --budget 45m`: parsing.parse_duration).
     `extra_sections`: callables `f(report)` adding sections (e.g. report.add_runs_section)."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    if budget_minutes is not None and not budget_minutes > 0:
-        raise ConfigError(f"--budget must be a number of minutes above 0, got {budget_minutes}")
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise ConfigError(f"--budget must be longer than 0 s, got {budget_seconds} s")
     out = Path(out)
     root = out / "runs"
     data = load_fashion_mnist(data_dir)
-    exps, todo = plan_study(preset, seeds, root, data_dir, budget_minutes)
+    exps, todo = plan_study(preset, seeds, root, data_dir, budget_seconds)
     print(f"[study] {len(todo)} experiment(s) to train ({seeds} seed(s) each), estimated "
           f"{duration(sum(todo.values()))} on this CPU ({cpu_name()}, {torch.get_num_threads()} threads)",
           file=sys.stderr)
@@ -111,7 +112,8 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     print(f"[study] all runs ready after {duration(wall)}; writing the report", file=sys.stderr)
     runs = {key: runs for key, runs in trained.items()}
     report = build_study_report(entries, out, preset=preset, seeds=seeds, data=data, extra_sections=extra_sections,
-                                findings=check_findings(runs), budget_minutes=budget_minutes,
+                                findings=check_findings(runs),
+                                budget_minutes=None if budget_seconds is None else budget_seconds / 60,
                                 command=command or shlex.join(["fashionlab", "study", "--preset", preset,
                                                                "--seeds", str(seeds), "--out", str(out)]))
     table = [(e.label, [r.metrics() for r in e.runs]) for e in entries if e.group in ("table1", "early_stopping")]
