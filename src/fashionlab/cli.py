@@ -30,7 +30,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Defaults <- recipe (--recipe, or `recipe` in the TOML file) <- TOML file (-c) <- flags."""
+    """Defaults <- recipe (--recipe, or `recipe` in the TOML file) <- TOML file (-c) <- flags. A budget replaces the
+    epochs (a recipe's included): both given is a usage error."""
     from .recipes import recipe_settings
 
     values = {}
@@ -40,6 +41,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, f.name, None)
         if value is not None:
             values[f.name] = value
+    if values.get("budget") is not None and values.get("epochs") is not None:
+        raise ConfigError("--budget replaces --epochs (the run trains the epochs that fit in it); give one of them")
     if values.get("recipe"):
         values = {**recipe_settings(values["recipe"]), **values}
     return RunConfig.from_dict(values)
@@ -225,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="TOML file of settings (flags override it)")
     _add_config_flags(p)
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run exactly where it stopped; only "
-                   "--epochs (more, with --scheduler none and no --prune), --threads, --device and --data-dir may "
-                   "change")
+                   "--epochs (more, with --scheduler none, no --prune and no --budget), --threads, --device and "
+                   "--data-dir may change")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.set_defaults(func=cmd_train)
 

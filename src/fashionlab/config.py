@@ -18,6 +18,7 @@ from pathlib import Path
 import tomllib
 
 from .errors import ConfigError
+from .parsing import parse_duration
 from .recipes import RECIPES, recipe_settings
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad", "muon")
@@ -53,6 +54,12 @@ class RunConfig:
     model: str = setting("ann", "network name; 'fashionlab models' lists them", more="a name from 'fashionlab models'")
     epochs: float = setting(10, "number of epochs; a fraction trains part of a last epoch (e.g. 2.5)", above=0,
                             high=10_000)
+    budget: str | None = setting(None, "train for this long instead of a number of epochs: times the first steps here, "
+                                 "trains the steps that fit (schedules laid out over them) and stops early if steps "
+                                 "get slower. It bounds the training time as train_seconds counts it (steps with "
+                                 "their batching and augmentation, batch-norm re-estimates), not set-up, validation "
+                                 "or testing; the epochs it bought are saved as epochs",
+                                 more="a duration with its unit: 45s, 5m, 1h or 1h30m")
     batch_size: int = setting(128, "training batch size", low=1, high=TRAIN_IMAGES)
     optimizer: str = setting("adam", "optimizer (muon: Muon for the convolution filters, SGD for the rest)",
                              choices=OPTIMIZERS)
@@ -127,6 +134,10 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
     @property
+    def budget_seconds(self) -> float | None:
+        return None if self.budget is None else parse_duration(self.budget)
+
+    @property
     def train_size(self) -> int:
         available = TRAIN_IMAGES - self.val_size
         return min(self.train_limit, available) if self.train_limit else available
@@ -142,6 +153,8 @@ class RunConfig:
             setattr(self, f.name, check_value(f, getattr(self, f.name)))
         check_model_name(self.model)
         self.epochs = whole_if_integral(self.epochs)
+        if self.budget is not None:
+            parse_duration(self.budget)
         if self.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", self.device):
             raise ConfigError(f"device {self.device!r} must be auto, cpu, cuda or cuda:N")
         if self.patience and not self.val_size:
@@ -273,8 +286,8 @@ def train_command(config: RunConfig) -> str:
     default = RunConfig.from_dict(recipe_settings(config.recipe) if config.recipe else {}).to_dict()
     args = ["fashionlab", "train"] + (["--recipe", config.recipe] if config.recipe else [])
     for key, value in config.to_dict().items():
-        if value == default[key] or value is None or key == "recipe":
-            continue
+        if value == default[key] or value is None or key == "recipe" or (key == "epochs" and config.budget):
+            continue  # a budget run's epochs are what its budget bought here, not a setting of its command
         if key == "augment":
             value = ",".join(":".join([name, *(f"{k}={v}" for k, v in params.items())])
                              for name, params in value.items())

@@ -139,6 +139,7 @@ class Run:
     lock_path = property(lambda self: self.path / ".lock")
     model_path = property(lambda self: self.path / "model.pt")
     predictions_path = property(lambda self: self.path / "test_predictions.npz")
+    budget_path = property(lambda self: self.path / "budget.json")  # a budget run's plan (training/budget.py)
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
     best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.pt")
 
@@ -171,6 +172,13 @@ class Run:
                 config.threads = threads
                 return config
         raise DamagedRun(self.config_path, problem)
+
+    def budget_plan(self) -> dict:
+        """budget.json as saved: the plan a budget run fixed when it started."""
+        try:
+            return _read_json(self.budget_path)
+        except FileNotFoundError:
+            raise DamagedRun(self.budget_path, "missing; a run with a budget keeps its fitted plan there") from None
 
     def status(self) -> dict:
         """status.json; state "unknown" when it is missing, with `damage` saying why when it cannot be read."""
@@ -286,15 +294,19 @@ class NewRun:
                         else f"continue it with 'fashionlab train --resume {old.path}' or pass --overwrite")
                 raise RunError(f"run {old.path} already exists (state: {state}); {hint}")
 
-    def create(self) -> Run:
-        """The new run, locked by this process, with its config.json and status "running", at runs/NAME."""
+    def create(self, config: RunConfig | None = None, files: dict | None = None) -> Run:
+        """The new run, locked by this process, with its config.json and status "running", at runs/NAME.
+        `config`: the settings to save where they changed since the claim (a budget fixes `epochs`); `files`:
+        more JSON files to write with it, {file name: value}."""
         staging = self.path.with_name(f".{self.name}.new-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)  # left by an earlier process that had this PID
         staging.mkdir(parents=True)
         try:
             self._lock = RunLock(staging / ".lock").acquire(staging)  # the lock goes with the folder's renames
             new = Run(staging)
-            new.write_json(new.config_path, {**self.config.to_dict(), "name": self.name})
+            new.write_json(new.config_path, {**(config or self.config).to_dict(), "name": self.name})
+            for name, value in (files or {}).items():
+                new.write_json(new.path / name, value)
             new.set_status("running")
             if self._replace:
                 old = self.path.with_name(f".{self.name}.old-{os.getpid()}")
@@ -346,7 +358,7 @@ def create_run(config: RunConfig, root: str | Path | None = None, overwrite: boo
 # length where nothing was laid out over that length (see resume_config)
 RESUMABLE = ("epochs", "threads", "device", "data_dir")
 _MAY_CHANGE = (f"--resume may change only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} (--epochs: only "
-               "more, and only with --scheduler none and no --prune)")
+               "more, only with --scheduler none and no --prune, and not for a run with a --budget)")
 
 
 def resume_config(run: Run, changes: dict | None = None) -> RunConfig:
@@ -373,6 +385,9 @@ def resume_config(run: Run, changes: dict | None = None) -> RunConfig:
                           f"{_MAY_CHANGE}; start a new run for other settings")
     original = saved.get("epochs")
     if "epochs" in changes and original is not None and base.epochs != original:
+        if base.budget:
+            raise ConfigError(f"--epochs cannot change on resume: run {run.name} trains the {original} epochs its "
+                              f"budget of {base.budget} bought when it started")
         if base.epochs < original:
             raise ConfigError(f"--epochs {base.epochs} on resume would shorten run {run.name} ({original} epochs); "
                               "resume may only train longer")

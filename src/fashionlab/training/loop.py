@@ -41,12 +41,13 @@ from ..data import (
     make_splits,
     num_batches,
 )
-from ..errors import FashionlabError, RunError, TrainingDiverged
+from ..errors import ConfigError, FashionlabError, RunError, TrainingDiverged
 from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
 from ..models import count_parameters, create_model
 from ..runs import NewRun, Run, is_writer, open_run, record_resumed_settings, resume_config
 from . import distributed
-from .batchnorm import recalibrate_batchnorm
+from .batchnorm import has_batchnorm, recalibrate_batchnorm
+from .budget import PROBE_STEPS, PROBE_WARMUP, Deadline, Fit, Probe, StepTimer, fit
 from .checkpoint import load_checkpoint, load_weights_into, model_state, save_checkpoint
 from .distillation import Teacher
 from .early_stopping import EarlyStopping
@@ -78,6 +79,7 @@ class Progress:
     seen: int = 0
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
+    steps: int = 0            # steps taken in all (a budget's deadline may end an epoch part-way)
 
 
 @dataclass
@@ -91,6 +93,7 @@ class StepContext:
     pruner: Pruner | None = None
     bar: tqdm | None = None
     first_step: int = 0       # the run's step number of the epoch's first batch
+    clock: Callable[[], float] = time.perf_counter  # what times training (tests give a fake one)
 
 
 def derive_seed(seed: int, epoch: int, step: int) -> int:
@@ -257,7 +260,7 @@ def _checkpoint(model, optimizer, scheduler, stopper, progress, ctx: StepContext
 def train(config: RunConfig, root=None, resume: str | Path | None = None, overwrite: bool = False,
           data: FashionMNIST | None = None, show_progress: bool | None = None,
           on_epoch_end: Callable[[dict], bool | None] | None = None, hooks: StepHooks | None = None,
-          changes: dict | None = None) -> Run:
+          changes: dict | None = None, clock: Callable[[], float] = time.perf_counter) -> Run:
     """Train `config` into a new run directory (or continue `resume`), evaluate on the test set, return the run.
 
     `hooks`: optional behaviour inside each step (training/hooks.py); probes under benchmarks/probes/ use it.
@@ -266,6 +269,10 @@ def train(config: RunConfig, root=None, resume: str | Path | None = None, overwr
     run then finishes as stopped early). Sweeps use it to report to Optuna and prune.
 
     `changes`: settings given again with `resume`; `runs.resume_config` says which of them a resume may change.
+
+    `config.budget`: the run's first steps are timed on a throwaway model (`_probe`) before its folder is made, and
+    the steps that fit are saved as its `epochs`, with the plan in budget.json (training/budget.py). `clock` times
+    training, the probe and the budget's deadline.
 
     The process holds the run's lock while it trains (runs.RunLock), so a second process that would train, resume
     or overwrite the run is refused. The settings, the data and the model are checked before a new run's folder is
@@ -282,6 +289,9 @@ def train(config: RunConfig, root=None, resume: str | Path | None = None, overwr
             config = resume_config(run, changes)
         else:
             claim = held.enter_context(NewRun(config, root, overwrite)) if writer else None
+        if config.budget and distributed.launched():
+            raise ConfigError("--budget trains in one process (its deadline is that process's clock); under "
+                              "torchrun give --epochs")
         # DDP: under torchrun join the process group; rank 0 creates the run, the others learn its path
         distributed.setup(resolve_device(config.device))
         # what fails before training fails here, before a run folder is made or replaced
@@ -293,14 +303,22 @@ def train(config: RunConfig, root=None, resume: str | Path | None = None, overwr
             open_run(config.init_from)
         if config.distill_from:
             open_run(config.distill_from).metrics()
+        plan = None
+        if config.budget and resume:
+            plan = Fit.from_dict(run.budget_plan(), run.budget_path)
+        elif config.budget:
+            plan = _fit_to_budget(config, data, clock)
+            config = config.replace(epochs=plan.epochs)
         if resume:
             if writer:
                 record_resumed_settings(run, config)
         else:
-            run = claim.create() if writer else None
+            files = {"budget.json": plan.to_dict()} if plan is not None else {}
+            run = claim.create(config, files) if writer else None
             run = Run(Path(distributed.from_main(str(run.path) if run else None)))
         try:
-            return _train(config, run, bool(resume), data, show_progress, on_epoch_end, hooks=hooks)
+            return _train(config, run, bool(resume), data, show_progress, on_epoch_end, hooks=hooks, plan=plan,
+                          clock=clock)
         except TrainingDiverged as err:
             run.set_status("failed", message=str(err))
             raise
@@ -311,8 +329,82 @@ def train(config: RunConfig, root=None, resume: str | Path | None = None, overwr
             raise
 
 
+def _fit_to_budget(config: RunConfig, data: FashionMNIST, clock: Callable[[], float]) -> Fit:
+    """The plan of a budget run: its first steps timed here, and the number of steps that fill the budget."""
+    probe = _probe(config, data, clock)
+    steps_per_epoch = num_batches(config.train_size, config.batch_size, drop_last=True)
+    # re-estimates after every epoch where there is a validation split, else once at the end; pruned epochs are
+    # shorter (by at most the share `prune` skips), so more of them
+    every = None if not config.val_size else max(1, math.floor(steps_per_epoch * (1 - config.prune)))
+    return fit(config.budget, config.budget_seconds, probe, steps_per_epoch, every, config.model)
+
+
+def _probe(config: RunConfig, data: FashionMNIST, clock: Callable[[], float]) -> Probe:
+    """Time the run's first steps, batches and all, on a throwaway model and optimizer built as the run builds its
+    own, then one batch-norm re-estimate.
+
+    Throwaway, and before the run is made: the learning-rate schedule and pruning are laid out over the run's
+    steps, which is what the probe is for, so every step of the run comes after it, on the fitted schedule. The
+    random numbers are restored after it, so the run draws exactly what it would have drawn; a budget too small
+    is refused before any run folder is made or replaced."""
+    begin = clock()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        split = make_splits(data, config.val_size, config.split_seed, config.train_limit or None, 1).train.to(device)
+        model = prepare_model(create_model(config.model), device)
+        precision = choose_precision(config.precision, model, device, config.batch_size, config.winograd)
+        prepare_convolutions(model, precision, device, config.winograd)
+        n = PROBE_WARMUP + PROBE_STEPS
+        steps_per_epoch = num_batches(len(split), config.batch_size, drop_last=True)
+        epochs = math.ceil(n / steps_per_epoch)
+        optimizer = create_optimizer(model.parameters(), config)
+        # the first steps of the run's own one-cycle warm-up (a schedule too short for the probe is lengthened)
+        scheduler = create_scheduler(optimizer, config.replace(epochs=max(config.epochs, epochs)), steps_per_epoch)
+        pruner = Pruner(len(split), config.prune, config.seed, device, config.batch_size) if config.prune else None
+        hooks = (Teacher(config.distill_from, config.distill_weight, config.distill_temperature, device)
+                 if config.distill_from else StepHooks())
+        ctx = StepContext(config, precision, device, hooks, _StopFlag(), pruner, clock=clock)
+        order = torch.cat([epoch_order(len(split), config.seed, epoch) for epoch in range(epochs)])
+        timer, progress = StepTimer(clock, PROBE_WARMUP), Progress()
+        batches = timer.timed(epoch_batches(split, order, progress, config.batch_size, n))
+        try:
+            train_one_epoch(model, _criterion(config), optimizer, scheduler, batches, progress, ctx)
+        except TrainingDiverged:
+            raise TrainingDiverged("the loss became non-finite in the first steps, timed for --budget before the "
+                                   "run is made; try a lower --lr") from None
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        step_seconds = timer.step_seconds(clock())
+        recalibration = _recalibration_seconds(model, split, config, precision, device, clock)
+    return Probe(step_seconds, recalibration, clock() - begin, precision)
+
+
+def _recalibration_seconds(model, split: Split, config: RunConfig, precision: str, device: torch.device,
+                           clock: Callable[[], float]) -> float:
+    """One batch-norm re-estimate's seconds, from a few of its batches (0 where the run makes none)."""
+    batches = min(config.bn_recalibration, num_batches(len(split), config.batch_size, drop_last=False))
+    timed = min(batches, PROBE_STEPS)
+    if not timed or not has_batchnorm(model):
+        return 0.0
+    recalibrate_batchnorm(model, split, 1, config.batch_size, precision, device)  # builds the kernels
+    start = clock()
+    recalibrate_batchnorm(model, split, timed, config.batch_size, precision, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (clock() - start) / timed * batches
+
+
+def _criterion(config: RunConfig) -> nn.Module:
+    """Cross-entropy; per image where pruning weighs each image's loss."""
+    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, reduction="none" if config.prune else "mean")
+
+
 def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_epoch_end=None,
-           hooks: StepHooks | None = None) -> Run:
+           hooks: StepHooks | None = None, plan: Fit | None = None, clock: Callable[[], float] = time.perf_counter
+           ) -> Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = distributed.setup(resolve_device(config.device))
@@ -340,8 +432,7 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
         teacher = Teacher(config.distill_from, config.distill_weight, config.distill_temperature, device)
         hooks = teacher if hooks is None else Chain(teacher, hooks)
     hooks = hooks or StepHooks()
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing,
-                                    reduction="none" if pruner is not None else "mean")
+    criterion = _criterion(config)
 
     if resume and run.last_checkpoint.is_file():
         ckpt = load_checkpoint(run.last_checkpoint, map_location=device)
@@ -357,7 +448,8 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
         precision = ckpt["precision"]
         _log(f"resuming {run.name} at epoch {progress.epoch + 1}, batch {progress.step + 1}")
     else:
-        precision = choose_precision(config.precision, model, device, config.batch_size, config.winograd)
+        precision = plan.precision if plan is not None else choose_precision(
+            config.precision, model, device, config.batch_size, config.winograd)
         if config.recipe and device.type == "cpu" and not bf16_supported(device):
             # the recipes' time targets assume bf16 products; say why a run takes 2-3x that
             _log("this CPU has no bf16 matrix products (AVX512-BF16 or AMX), so the recipe trains in fp32, "
@@ -373,10 +465,14 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
 
     show = (sys.stderr.isatty() if show_progress is None else show_progress) and distributed.is_main()
     steps_done = lambda: pruner.steps_done if pruner else progress.epoch * steps_per_epoch  # noqa: E731
+    deadline = Deadline(plan, clock) if plan is not None else None
+    if plan is not None:
+        _log(f"budget {plan.budget}: a step takes {plan.step_seconds:.3g} s here; {plan.steps} steps "
+             f"({plan.epochs:.3g} epochs), predicted {plan.predicted_seconds:.1f} s of training")
     hooks.start(TrainingStart(model, optimizer, pruner, steps, steps_per_epoch, device))
     with _StopFlag() as stop:
-        ctx = StepContext(config, precision, device, hooks, stop, pruner)
-        while steps_done() < steps and not stopper.should_stop:
+        ctx = StepContext(config, precision, device, hooks, stop, pruner, clock=clock)
+        while steps_done() < steps and not stopper.should_stop and not (deadline and deadline.reached):
             ctx.first_step = steps_done()
             order = epoch_order(len(train_split), config.seed, progress.epoch)
             if pruner is not None:
@@ -384,17 +480,22 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
             epoch_steps = min(len(order) // config.batch_size, steps - ctx.first_step)
             ctx.bar = tqdm(total=epoch_steps, initial=progress.step, desc=f"{run.name} epoch {progress.epoch + 1}"
                            + (f"/{n_epochs}" if n_epochs else ""), leave=False, disable=not show, file=sys.stderr)
-            start = time.perf_counter()
+            start, first = clock(), progress.step
             try:
                 batches = epoch_batches(train_split, order, progress, config.batch_size, epoch_steps)
+                if deadline is not None:
+                    batches = deadline.limit(batches, progress.train_seconds, start)
                 train_one_epoch(train_model, criterion, optimizer, scheduler, batches, progress, ctx)
             finally:
                 ctx.bar.close()
-                progress.train_seconds += time.perf_counter() - start
+                progress.train_seconds += clock() - start
+                progress.steps += progress.step - first
             if stop.requested:
                 save_checkpoint(_checkpoint(model, optimizer, scheduler, stopper, progress, ctx), run.last_checkpoint)
                 run.set_status("interrupted", epoch=progress.epoch, step=progress.step)
                 raise Interrupted(f"interrupted; progress saved. Continue with: fashionlab train --resume {run.path}")
+            if deadline is not None and deadline.reached and progress.step == first:
+                break  # the budget ran out before this epoch's first step: there is no epoch to end
             # DDP: epoch totals over all ranks' shards; rank 0's BatchNorm statistics everywhere
             progress.loss_sum, progress.correct, progress.seen = distributed.sum_counts(
                 progress.loss_sum, progress.correct, progress.seen)
@@ -413,9 +514,11 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     if not distributed.is_main():
         return run
     test_split = splits.test.to(device)
-    epochs_run = min(steps_done(), steps) / steps_per_epoch  # 2.5 for a half last epoch
-    _finish(model, config, precision, progress, stopper, run, test_split, device, epochs_run,
-            stopped_early=steps_done() < steps, calibrate_on=train_split if val_split is None else None)
+    # a deadline may end an epoch part-way; otherwise only the last epoch can be partial (2.5 for a half one)
+    taken = progress.steps if deadline is not None else min(steps_done(), steps)
+    _finish(model, config, precision, progress, stopper, run, test_split, device, taken / steps_per_epoch,
+            stopped_early=taken < steps, calibrate_on=train_split if val_split is None else None, clock=clock,
+            deadline=deadline)
     if tensorboard is not None:
         tensorboard.log_result(run, test_split)
     return run
@@ -429,7 +532,7 @@ def _end_epoch(model, optimizer, scheduler, stopper, progress, ctx: StepContext,
     if ctx.pruner is not None:  # how many images the epoch kept
         row["images"] = progress.seen
     if val_split is not None:
-        _recalibrate(model, train_split, config, ctx.precision, ctx.device, progress)
+        _recalibrate(model, train_split, config, ctx.precision, ctx.device, progress, ctx.clock)
         val_loss, val_acc = loss_and_accuracy(model, val_split, config.eval_batch_size, ctx.precision, ctx.device,
                                               config.tta)
         row.update(val_loss=val_loss, val_accuracy=val_acc)
@@ -443,20 +546,22 @@ def _end_epoch(model, optimizer, scheduler, stopper, progress, ctx: StepContext,
     _log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
 
-def _recalibrate(model, train_split: Split, config, precision, device, progress: Progress) -> None:
-    start = time.perf_counter()
+def _recalibrate(model, train_split: Split, config, precision, device, progress: Progress,
+                 clock: Callable[[], float]) -> None:
+    start = clock()
     recalibrate_batchnorm(model, train_split, config.bn_recalibration, config.batch_size, precision, device)
-    progress.train_seconds += time.perf_counter() - start  # part of making the model, so part of its cost
+    progress.train_seconds += clock() - start  # part of making the model, so part of its cost
 
 
 def _finish(model, config, precision, progress, stopper, run, test: Split, device, epochs_run: float,
-            stopped_early: bool, calibrate_on: Split | None) -> Run:
+            stopped_early: bool, calibrate_on: Split | None, clock: Callable[[], float],
+            deadline: Deadline | None) -> Run:
     """Score the trained model on the test set. `calibrate_on`: the training split, where no validation split
     had batch-norm statistics re-estimated after each epoch (`_end_epoch`); the last weights get them here,
     once: epoch-end re-estimates nobody evaluates would cost 3-7% of a recipe's time."""
     best_epoch = stopper.best_epoch or progress.epoch
     if calibrate_on is not None:
-        _recalibrate(model, calibrate_on, config, precision, device, progress)
+        _recalibrate(model, calibrate_on, config, precision, device, progress, clock)
     if config.patience and run.best_checkpoint.is_file():
         model.load_state_dict(load_checkpoint(run.best_checkpoint, map_location=device)["model"])
     save_checkpoint({"model": model_state(model), "model_name": config.model, "config": config.to_dict(),
@@ -475,10 +580,14 @@ def _finish(model, config, precision, progress, stopper, run, test: Split, devic
         processes=distributed.world_size(),  # DDP
         fashionlab=__version__,
     )
+    if deadline is not None:
+        metrics["budget"] = deadline.report(progress.train_seconds, progress.steps)
     np.savez_compressed(run.predictions_path, probs=probs.astype(np.float16), labels=labels.astype(np.uint8))
     run.write_json(run.metrics_path, metrics)
     run.set_status("finished")  # last: only now is the run finished
     # the image count shows when a run scored a subset (`test_limit`; validation trials score 1 test image)
     _log(f"{run.name}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']:,} images, "
          f"mean F1 {metrics['f1_mean']:.4f}, {metrics['train_seconds']:.1f} s training ({precision})")
+    if deadline is not None:
+        _log(deadline.summary(metrics["budget"], metrics["accuracy"]))
     return run
