@@ -147,6 +147,11 @@ def test_the_deadline_stops_when_steps_get_slower():
     assert deadline.expected_step() == 0.5
 
 
+def test_a_run_whose_steps_end_at_the_budget_was_not_stopped_by_it():
+    taken, seconds, deadline = run_deadline([0.125] * 80)  # exactly 10 s: no step is left for the deadline to end
+    assert taken == 80 and seconds == 10 and not deadline.reached
+
+
 def test_one_slow_step_does_not_end_the_run():
     durations = [0.125] * 20 + [2.0] + [0.125] * 40
     taken, seconds, deadline = run_deadline(durations)

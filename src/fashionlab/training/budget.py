@@ -177,18 +177,15 @@ class Deadline:
 
     def limit(self, batches: Iterable, spent: float, start: float) -> Iterator:
         """`batches` while the next step fits; `spent`: the training time before `start`, the clock's reading when
-        the training time of these batches began counting."""
-        batches = iter(batches)
+        the training time of these batches began counting. Each batch is fetched before the check, so that running
+        out of batches is never taken for reaching the budget; a step's time runs from one check to the next."""
         previous = None
-        while True:
+        for item in batches:
             now = self.clock()
             if previous is not None:
                 self.recent.append(now - previous)
             if not self.fits(spent + now - start):
                 self.reached = True
-                return
-            item = next(batches, None)
-            if item is None:
                 return
             previous = now
             yield item
