@@ -100,8 +100,8 @@ def fit(budget: str, budget_seconds: float, probe: Probe, steps_per_epoch: int, 
                           f"{probe.step_seconds:.3g} s{_recalibration_text(probe)}); give at least "
                           f"{duration_text(cost(1) / (1 - MARGIN))}")
     if steps > MAX_EPOCHS * steps_per_epoch:
-        raise ConfigError(f"a budget of {budget} buys more than {MAX_EPOCHS:,} epochs of {model} here; give at most "
-                          f"{duration_text(cost(MAX_EPOCHS * steps_per_epoch) / (1 - MARGIN))}")
+        raise ConfigError(f"a budget of {budget} buys more than {MAX_EPOCHS:,} epochs of {model} here (a step takes "
+                          f"{probe.step_seconds:.3g} s); give a shorter one")
     return Fit(budget, budget_seconds, probe.step_seconds, probe.recalibration_seconds, probe.seconds,
                probe.precision, steps, steps_per_epoch, cost(steps))
 
@@ -113,8 +113,8 @@ def _recalibration_text(probe: Probe) -> str:
 
 
 class StepTimer:
-    """Times the steps a batch iterator feeds: a step lasts from one batch's request to the next one's, so the
-    batch's slicing and augmentation count with it."""
+    """Times the steps a batch iterator feeds: a step lasts from one batch's arrival to the next one's, so fetching
+    and augmenting a batch count with the steps."""
 
     def __init__(self, clock: Callable[[], float], warmup: int):
         self.clock, self.warmup = clock, warmup
