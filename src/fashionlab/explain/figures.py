@@ -5,38 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from ..data import CLASSES, MEAN, STD
+from ..data import CLASSES
 from ..report.figures import draw_confusion
 from ..report.style import PALETTE, plt
-from .attributions import METHOD_TITLES, Item
 from .calibration import CalibrationResult, reliability_bins
+from .drawing import RIGHT, WRONG, bare, pixels, show
 from .embedding import Embedding
 from .failures import ConfusedPair, Failure
 
-RIGHT, WRONG = "darkgreen", "firebrick"
 FEW = 20  # reliability bins with fewer images are drawn faint
-
-
-def _pixels(image: torch.Tensor) -> np.ndarray:
-    return (image.squeeze(0) * STD + MEAN).clamp(0, 1).numpy()
-
-
-def _show(ax, image: torch.Tensor, title: str = "", color="black", size: float = 7.5) -> None:
-    ax.imshow(_pixels(image), cmap="gray_r", vmin=0, vmax=1)
-    _bare(ax)
-    if title:
-        ax.set_title(title, fontsize=size, color=color)
-
-
-def _bare(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
 
 
 def _grid(n: int, cols: int, cell=(1.35, 1.6)):
@@ -53,8 +32,8 @@ def fig_highest_loss(images: torch.Tensor, failures: list[Failure], cols: int = 
     fig, axes = _grid(len(failures), cols, cell=(1.45, 1.75))
     for ax, f in zip(axes, failures):
         ok = f.predicted == f.label
-        _show(ax, images[f.index], f"#{f.index} true {CLASSES[f.label]}\npred {CLASSES[f.predicted]} "
-              f"{f.confidence:.0%}\np(true) {f.true_prob:.1%}", RIGHT if ok else WRONG, 7)
+        show(ax, images[f.index], f"#{f.index} true {CLASSES[f.label]}\npred {CLASSES[f.predicted]} "
+             f"{f.confidence:.0%}\np(true) {f.true_prob:.1%}", RIGHT if ok else WRONG, 7)
     fig.suptitle("Highest-loss test images, worst first (true class, prediction and its confidence, "
                  "probability of the true class)", fontsize=10)
     fig.tight_layout()
@@ -79,7 +58,7 @@ def fig_confused_pairs(images: torch.Tensor, pairs: list[ConfusedPair], confiden
             for c, i in enumerate(idx[:examples]):
                 ax = axes[r][start + 1 + c]
                 ax.axis("on")
-                _show(ax, images[i], f"#{i} ({confidence[i]:.0%})", WRONG, 7)
+                show(ax, images[i], f"#{i} ({confidence[i]:.0%})", WRONG, 7)
     fig.suptitle("Most-confused class pairs (most mistakes both ways first): each direction's most confident "
                  "mistakes, with the prediction's confidence", fontsize=10)
     fig.tight_layout()
@@ -105,53 +84,6 @@ def fig_confusion_and_accuracy(cm: np.ndarray, accuracy: np.ndarray):
     bar.axvline(np.nanmean(accuracy), color="grey", ls=":", lw=1)
     bar.set(title=f"accuracy per class (recall); dotted: their mean, {np.nanmean(accuracy):.1%}; red: below it",
             xlabel="share of the class predicted right")
-    fig.tight_layout()
-    return fig
-
-
-def _overlay(ax, image: torch.Tensor, attribution: np.ndarray, method: str) -> None:
-    # the image drawn faint (its darkest pixel 30% grey) so the map's colours stay readable over dark clothes
-    ax.imshow(_pixels(image), cmap="gray_r", vmin=0, vmax=1 / 0.3)
-    scale = float(np.percentile(np.abs(attribution), 99)) or 1e-12
-    if method == "gradcam":  # clipped at zero: one-sided
-        ax.imshow(attribution, cmap="Reds", vmin=0, vmax=scale, alpha=0.7)
-    else:
-        ax.imshow(attribution, cmap="bwr", norm=TwoSlopeNorm(0, -scale, scale), alpha=0.7)
-    _bare(ax)
-
-
-def fig_attributions(items: list[Item], methods: tuple[str, ...], title: str, per_row: int | None = None):
-    """Per image: the image, then each method's map for the predicted class and, when it differs, the true
-    class; `per_row` images side by side (default: 1 when any has two classes to explain, else 2).
-    Red: the pixels raise that class's logit; blue: they lower it."""
-    two = any(len(i.targets) > 1 for i in items)
-    per_row = per_row or (1 if two else 2)
-    per = len(methods) * (2 if two else 1)  # map columns per image
-    rows = max(1, -(-len(items) // per_row))
-    ratios = []
-    for k in range(per_row):
-        ratios += ([0.3] if k else []) + [1] * (per + 1)
-    fig, axes = plt.subplots(rows, len(ratios), figsize=(1.45 * sum(ratios), 1.95 * rows + 0.5), squeeze=False,
-                             gridspec_kw={"width_ratios": ratios})
-    for ax in axes.flat:
-        ax.axis("off")
-    for n, item in enumerate(items):
-        r, k = divmod(n, per_row)
-        first = k * (per + 2)
-        ok = item.label is None or item.label == item.predicted
-        truth = f"true {CLASSES[item.label]}\n" if item.label is not None else ""
-        axes[r][first].axis("on")
-        _show(axes[r][first], item.image, f"{item.source}\n{truth}pred {CLASSES[item.predicted]} "
-              f"{item.probs[item.predicted]:.0%}", RIGHT if ok else WRONG, 7)
-        for m, method in enumerate(methods):
-            for t, target in enumerate(item.targets[:2]):
-                ax = axes[r][first + 1 + m * (2 if two else 1) + t]
-                ax.axis("on")
-                _overlay(ax, item.image, item.maps[(method, target)], method)
-                which = "pred" if t == 0 else "true"
-                ax.set_title(f"{METHOD_TITLES[method]}\n{which}: {CLASSES[target]}", fontsize=7,
-                             color=WRONG if t == 1 else "black")
-    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -208,7 +140,7 @@ def fig_embedding(emb: Embedding, images: torch.Tensor | None = None, thumbnails
 
         rng = np.random.default_rng(seed)
         for j in rng.choice(len(emb.indices), size=min(thumbnails, len(emb.indices)), replace=False):
-            box = OffsetImage(_pixels(images[emb.indices[j]]), cmap="gray_r", zoom=0.7)
+            box = OffsetImage(pixels(images[emb.indices[j]]), cmap="gray_r", zoom=0.7)
             ax.add_artist(AnnotationBbox(box, emb.points[j], frameon=True, pad=0.05,
                                          bboxprops={"edgecolor": PALETTE[emb.labels[j]], "lw": 1.2}))
     ax.set_xticks([])
@@ -226,7 +158,7 @@ def fig_label_suspects(images: np.ndarray, indices: np.ndarray, given: np.ndarra
     fig, axes = _grid(len(indices), cols, cell=(1.35, 1.95))
     for n, ax in enumerate(axes):
         ax.imshow(images[n] / 255.0, cmap="gray_r", vmin=0, vmax=1)
-        _bare(ax)
+        bare(ax)
         ax.set_title(f"{n + 1}. #{indices[n]}\ngiven {CLASSES[given[n]]}\nsuggest {CLASSES[suggested[n]]}\n"
                      f"p(given) {p_given[n]:.1%}", fontsize=6.5)
     fig.suptitle("Suspected label errors in the training set, most suspect first (out-of-fold probability of the "

@@ -18,8 +18,9 @@ from ..data import CLASSES
 from ..report.html import Report
 from ..runs import open_run
 from . import figures
-from .attributions import explain_items, items_from_spec, methods_for, select_items
+from .attributions import METHOD_TITLES, explain_items, items_from_spec, methods_for, select_items
 from .calibration import calibrate, save_calibration
+from .drawing import fig_attributions
 from .embedding import SAMPLE, embed
 from .failures import confused_pairs, confusion, highest_loss, per_class_accuracy
 from .outputs import RunOutputs, run_outputs
@@ -116,7 +117,7 @@ def _failures(report: Report, o: RunOutputs, k: int) -> None:
 def _attributions(report: Report, o: RunOutputs, specs, worst: int, per_class: int) -> None:
     methods = methods_for(o.model)
     s = report.section("Why it answers")
-    names = ", ".join(figures.METHOD_TITLES[m] for m in methods)
+    names = ", ".join(METHOD_TITLES[m] for m in methods)
     conv = "gradcam" in methods
     s.text(f"Attribution maps ({names}) of the logit of the predicted class and, for a mistake, of the true class. "
            "Red pixels raise that class's score, blue ones lower it"
@@ -138,7 +139,7 @@ def _attributions(report: Report, o: RunOutputs, specs, worst: int, per_class: i
     explain_items(o.model, items, methods)
     for name, group, title in groups:
         if group:
-            s.figure(f"attributions_{name}", figures.fig_attributions(group, methods, title),
+            s.figure(f"attributions_{name}", fig_attributions(group, methods, title),
                      f"{title}. Red: raises the class's logit; blue: lowers it; colour scale per map (99th "
                      "percentile of its magnitude).")
 
