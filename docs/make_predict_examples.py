@@ -5,7 +5,8 @@
 Prints the accuracy on N test images rendered as product photos (JPEG) next to the accuracy on the
 original 28x28 images; writes docs/predict/*.jpg (photos) and docs/predict/*-seen.png (the 28x28 model
 input, enlarged 4x without smoothing) and prints the Markdown table for PREDICT.md; then starts
-`fashionlab serve`, uploads four of the photos in headless Chromium and saves the screenshot.
+`fashionlab serve`, uploads four of the photos in headless Chromium and saves the screenshot once their
+predictions and attribution overlays are shown.
 """
 
 from __future__ import annotations
@@ -127,7 +128,9 @@ def screenshot(run: str, runs_dir: str | None, photos: list[Path]) -> None:
             page = browser.new_page(viewport={"width": 1100, "height": 700})
             page.goto(f"http://127.0.0.1:{port}/")
             page.set_input_files("#files", [str(p) for p in photos])
-            page.wait_for_function(f"document.querySelectorAll('.result .row').length >= {3 * len(photos)}")
+            # selectors and functions, not wait_for_function's strings: the page's CSP forbids evaluating strings
+            page.locator(".result img.overlay").nth(len(photos) - 1).wait_for()
+            page.eval_on_selector_all(".result img", "imgs => Promise.all(imgs.map(i => i.decode()))")
             page.screenshot(path=str(DOCS / "serve-page.png"), full_page=True)
             browser.close()
     finally:

@@ -7,6 +7,7 @@ machine without it."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .errors import DamagedRun, RunError
@@ -91,5 +92,19 @@ def read_onnx_metadata(session) -> dict:
             meta[key] = float(props[key])
         except (KeyError, ValueError):
             meta[key] = None
-    meta.update(run=props.get("run"), model=props.get("model"))
+    meta.update(run=props.get("run"), model=props.get("model"), temperature=_baked_temperature(props))
     return meta
+
+
+def _baked_temperature(props: dict) -> float | None:
+    """The temperature an export divided the logits by before its softmax; None when it has none."""
+    if "temperature" not in props:
+        return None
+    try:
+        t = float(props["temperature"])
+    except ValueError:
+        t = math.nan
+    if not (t > 0 and math.isfinite(t)):
+        raise RunError(f"this ONNX file's metadata holds temperature {props['temperature']!r}, not a positive "
+                       "number; export it again with 'fashionlab export RUN --format onnx'")
+    return t

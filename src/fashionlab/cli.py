@@ -159,28 +159,39 @@ def cmd_predict(args) -> int:
 
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
-    predictor = (load_onnx_predictor(args.onnx) if args.onnx
-                 else load_torch_predictor(args.run, args.runs_dir))
+    if args.explain and args.onnx:
+        raise ConfigError("--explain needs the run's PyTorch model for its attribution maps; use --run RUN instead "
+                          "of --onnx")
+    if args.force and not args.explain:
+        raise ConfigError("--force replaces existing files in the --explain folder; give --explain DIR too")
+    predictor = (load_onnx_predictor(args.onnx, calibration=args.calibration) if args.onnx
+                 else load_torch_predictor(args.run, args.runs_dir, calibration=args.calibration))
     # each file that cannot be used gets its own line as it happens; the others are still predicted
     results = predict_files(predictor, args.images, args.top_k, args.show_input,
-                            on_error=lambda err: print(f"fashionlab: error: {err}", file=sys.stderr, flush=True))
+                            on_error=lambda err: print(f"fashionlab: error: {err}", file=sys.stderr, flush=True),
+                            explain=args.explain, force=args.force)
     if not results:
         raise FashionlabError("no images found (PNG, JPEG, WebP, BMP or GIF) in " + " ".join(args.images))
     print(format_results(results, args.format))
+    if args.explain:
+        drawn = sum(not r["error"] for r in results)
+        print(f"fashionlab: {drawn} attribution overlay(s) in {args.explain}", file=sys.stderr)
     return 1 if any(r["error"] for r in results) else 0
 
 
 def cmd_export(args) -> int:
     from .serving.export import export_onnx
 
-    print(f"wrote {export_onnx(args.run, args.out, args.runs_dir, force=args.force)}")
+    out, temperature = export_onnx(args.run, args.out, args.runs_dir, force=args.force, calibration=args.calibration)
+    print(f"wrote {out}" + (f" (calibrated probabilities: temperature {temperature:.3f} in the graph)"
+                            if temperature else ""))
     return 0
 
 
 def cmd_serve(args) -> int:
     from .serving.app import serve
 
-    serve(args.run, args.runs_dir, args.host, args.port, onnx=args.onnx)
+    serve(args.run, args.runs_dir, args.host, args.port, onnx=args.onnx, calibration=args.calibration)
     return 0
 
 
@@ -211,6 +222,14 @@ def cmd_labels(args) -> int:
         command=" ".join(["fashionlab", *sys.argv[1:]]))
     print(f"{int(issues.flagged.sum())} labels flagged; csv: {csv_path.resolve()}; report: {page.resolve()}")
     return 0
+
+
+def _add_calibration_flag(parser: argparse.ArgumentParser,
+                          what: str = "report calibrated probabilities, softmax(logits / T), where the run has a "
+                                      "temperature T saved by 'fashionlab explain' or the ONNX file has one in its "
+                                      "graph") -> None:
+    parser.add_argument("--calibration", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"{what}; --no-calibration: the model's own probabilities (default: on)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -288,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--show-input", metavar="DIR", help="save the 28x28 image the model saw for each photo here")
+    p.add_argument("--explain", metavar="DIR", help="save one PNG per photo here: the model input beside the "
+                   "attribution map of its predicted class (Integrated Gradients), with the label and probability")
+    p.add_argument("--force", action="store_true", help="replace existing files in the --explain folder")
+    _add_calibration_flag(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a finished run's model (ONNX, dynamic batch, preprocessing metadata)")
@@ -295,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", help="output file (default: RUN/model.onnx); never one of a run's own files")
     p.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    _add_calibration_flag(p, "divide the logits by the temperature saved with the run by 'fashionlab explain' "
+                             "before the softmax, and record it in the metadata")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="web page and JSON API to classify photos (FastAPI + uvicorn)")
@@ -303,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
                    "any other address is reachable from the network and prints a warning: there is no login)")
     p.add_argument("--port", type=int, default=8000, help="TCP port, 0 to 65535 (default 8000)")
+    _add_calibration_flag(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="build the study's kind of HTML report for any finished runs")

@@ -1,6 +1,8 @@
-"""`fashionlab serve` as a real process, used from headless Chromium: pick a photo, see the right answer."""
+"""`fashionlab serve` as a real process, used from headless Chromium: pick a photo, see the right answer, its
+calibrated probabilities and the attribution overlay beside the model input."""
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,9 +21,22 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+TEMPERATURE = 1.5
+
+
 @pytest.fixture(scope="module")
-def server(served_run, tmp_path_factory):
+def calibrated_run(served_run, tmp_path_factory):
+    """(runs root, name) of a copy of the served run with a saved temperature."""
     root, name = served_run
+    copy = tmp_path_factory.mktemp("calibrated")
+    shutil.copytree(root / name, copy / name)
+    (copy / name / "calibration.json").write_text(json.dumps({"temperature": TEMPERATURE}))
+    return copy, name
+
+
+@pytest.fixture(scope="module")
+def server(calibrated_run, tmp_path_factory):
+    root, name = calibrated_run
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:
@@ -45,8 +60,8 @@ def server(served_run, tmp_path_factory):
         proc.wait(timeout=20)
 
 
-def test_pick_a_photo_and_see_the_answer(server, page, served_run, photos, tmp_path):
-    root, name = served_run
+def test_pick_a_photo_and_see_the_answer(server, page, calibrated_run, photos, tmp_path):
+    root, name = calibrated_run
     path = tmp_path / "ankle-boot.jpg"
     path.write_bytes(photos([0])[0])  # test image 0 is an ankle boot
     predictor = load_torch_predictor(name, root)
@@ -58,9 +73,12 @@ def test_pick_a_photo_and_see_the_answer(server, page, served_run, photos, tmp_p
     metrics = json.loads((root / name / "metrics.json").read_text())
     assert f"{100 * metrics['accuracy']:.2f}%" in page.inner_text("#model")
     assert "ann_bn" in page.inner_text("#model")
+    assert f"probabilities calibrated (temperature {TEMPERATURE:.3f})" in page.inner_text("#model")
 
     page.set_input_files("#files", str(path))
     page.wait_for_selector(".result .row:nth-of-type(3)")
+    page.wait_for_selector(".result img.overlay")
+    page.eval_on_selector(".result img.overlay", "img => img.decode()")  # loaded and decoded
     labels = page.eval_on_selector_all(".result .label", "els => els.map(e => e.textContent)")
     shown = page.eval_on_selector_all(".result .prob", "els => els.map(e => e.textContent)")
     # the page shows the predictor's ranking; this 2-epoch model's first choice for one photo differs between
@@ -73,6 +91,12 @@ def test_pick_a_photo_and_see_the_answer(server, page, served_run, photos, tmp_p
     widths = page.eval_on_selector_all(".result .bar span", "els => els.map(e => e.style.width)")
     assert [float(w.rstrip("%")) for w in widths] == [float(s.rstrip("%")) for s in shown]
     assert page.eval_on_selector(".result img.seen", "img => [img.complete, img.naturalWidth]") == [True, 28]
+    # the attribution overlay of the top class, drawn beside the model input at the same size
+    overlay = page.eval_on_selector(".result img.overlay", "img => [img.complete, img.naturalWidth, img.width]")
+    assert overlay == [True, 28, page.eval_on_selector(".result img.seen", "img => img.width")]
+    assert page.inner_text(".result img.overlay + figcaption") == f"why {labels[0]}"
+    assert page.eval_on_selector(".result img.seen", "img => img.parentNode.nextElementSibling.contains("
+                                 "document.querySelector('.result img.overlay'))")
     assert page.problems == []
 
 

@@ -1,4 +1,5 @@
-"""FastAPI app: `GET /` page, `POST /predict` (multipart photos -> JSON), `GET /model`, `GET /health`, `/docs`.
+"""FastAPI app: `GET /` page, `POST /predict` (multipart photos -> JSON), `POST /explain` (the same, with an
+attribution map of the predicted class), `GET /model`, `GET /health`, `/docs`.
 
 The model is loaded once, before the app is built. Every bad upload is a 4xx JSON error
 `{"error": code, "detail": message, "file": name}` and the server keeps serving.
@@ -47,7 +48,7 @@ MAX_BODY_BYTES = MAX_FILES * MAX_BYTES + 1024 * 1024  # the whole request, multi
 HEAVY_DECODE_BYTES = 16 * 2**20  # decodes needing more memory (over 4 Mpx of RGBA) take the heavy lane
 MAX_HEAVY_WAITING = 8  # requests queued for the heavy lane before more are answered 503
 STATUS = {"empty": 400, "damaged": 400, "not_an_image": 415, "too_large": 413, "too_many_pixels": 413,
-          "too_many_files": 413, "no_files": 400, "busy": 503}
+          "too_many_files": 413, "no_files": 400, "busy": 503, "no_attributions": 501}
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -201,10 +202,8 @@ def create_app(predictor: Predictor, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
 
     n_classes = len(predictor.classes)  # (no `from __future__ import annotations` here: FastAPI reads these)
 
-    @app.post("/predict")
-    async def predict(files: Annotated[list[UploadFile], File(description="one or more photos")],
-                      top_k: Annotated[int, Query(ge=1, le=n_classes)] = 3) -> dict:
-        """Classify photos: for each, the 28x28 image the model saw (PNG, base64) and the top-k classes."""
+    async def answer(files: list[UploadFile], top_k: int, explain: bool) -> Response:
+        """Check the uploads, then decode and classify them on a lane (module docstring)."""
         nonlocal heavy_waiting
         if not files:
             return _error("no_files", "send one or more photos as multipart field 'files'")
@@ -221,23 +220,39 @@ def create_app(predictor: Predictor, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
                               name)
             uploads.append((name, upload.file))
         try:
-            result = await anyio.to_thread.run_sync(_classify, predictor, uploads, top_k, _admit_light,
+            result = await anyio.to_thread.run_sync(_classify, predictor, uploads, top_k, _admit_light, explain,
                                                     limiter=light)
         except _NeedsHeavyLane:
             if heavy_waiting >= MAX_HEAVY_WAITING:
                 return _error("busy", "too many large images are waiting to be decoded; try again shortly")
             heavy_waiting += 1
             try:
-                result = await asyncio.wrap_future(heavy.submit(_classify, predictor, uploads, top_k, None))
+                result = await asyncio.wrap_future(heavy.submit(_classify, predictor, uploads, top_k, None, explain))
             finally:
                 heavy_waiting -= 1
         return Response(result, media_type="application/json")
 
+    @app.post("/predict")
+    async def predict(files: Annotated[list[UploadFile], File(description="one or more photos")],
+                      top_k: Annotated[int, Query(ge=1, le=n_classes)] = 3) -> dict:
+        """Classify photos: for each, the 28x28 image the model saw (PNG, base64) and the top-k classes."""
+        return await answer(files, top_k, explain=False)
+
+    @app.post("/explain")
+    async def explain(files: Annotated[list[UploadFile], File(description="one or more photos")],
+                      top_k: Annotated[int, Query(ge=1, le=n_classes)] = 3) -> dict:
+        """Classify photos as /predict does, and add for each an attribution map of the predicted class
+        (Integrated Gradients): a 28x28 array and its overlay on the model input (PNG, base64)."""
+        if predictor.attribute is None:
+            return _error("no_attributions", "attribution maps need the run's PyTorch model; this server runs an "
+                                             "ONNX file: serve the run with --run RUN for /explain")
+        return await answer(files, top_k, explain=True)
+
     return app
 
 
-def _classify(predictor: Predictor, uploads: list, top_k: int, admit) -> bytes:
-    """The JSON answer for a request's uploads; runs in a worker thread."""
+def _classify(predictor: Predictor, uploads: list, top_k: int, admit, explain: bool = False) -> bytes:
+    """The JSON answer for a request's uploads, with attribution maps when `explain`; runs in a worker thread."""
     prepared = []
     for name, data in uploads:
         try:
@@ -245,16 +260,34 @@ def _classify(predictor: Predictor, uploads: list, top_k: int, admit) -> bytes:
         except ImageError as err:
             err.file = name
             raise
+    probabilities = predictor.probabilities(prepared)
+    maps = predictor.attributions(prepared, probabilities.argmax(1)) if explain else [None] * len(prepared)
     results = []
-    for (name, _), p, probs in zip(uploads, prepared, predictor.probabilities(prepared)):
-        results.append({
+    for (name, _), p, probs, attribution in zip(uploads, prepared, probabilities, maps):
+        result = {
             "file": name, "width": p.original_size[0], "height": p.original_size[1], "negated": p.negated,
-            "input_png": "data:image/png;base64," + base64.b64encode(p.png()).decode("ascii"),
+            "input_png": _data_url(p.png()),
             "top": predictor.top(probs, top_k),
             "probabilities": dict(zip(predictor.classes, probs.tolist())),
-        })
-    model = {k: predictor.info.get(k) for k in ("run", "model", "backend")}
+        }
+        if explain:
+            result["attribution"] = _attribution(predictor, p, int(probs.argmax()), attribution)
+        results.append(result)
+    model = {k: predictor.info.get(k) for k in ("run", "model", "backend", "calibrated", "temperature")}
     return json.dumps({"model": model, "results": results}, separators=(",", ":")).encode()
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _attribution(predictor: Predictor, prepared, target: int, attribution) -> dict:
+    """The map of one image as JSON: what it explains, its overlay on the model input, its values (4 digits)."""
+    from ..explain.overlay import overlay_png
+
+    return {"method": predictor.info["attribution"], "label": predictor.classes[target], "index": target,
+            "overlay_png": _data_url(overlay_png(prepared.pixels, attribution)),
+            "map": [[float(f"{v:.4g}") for v in row] for row in attribution.tolist()]}
 
 
 def is_loopback(host: str) -> bool:
@@ -280,8 +313,10 @@ def _check_port_free(host: str, port: int) -> None:
                                   "choose another --port or stop what uses it") from None
 
 
-def serve(run=None, root=None, host: str = "127.0.0.1", port: int = 8000, onnx=None, threads: int = 1) -> None:
-    """Load the model once, then serve until interrupted.
+def serve(run=None, root=None, host: str = "127.0.0.1", port: int = 8000, onnx=None, threads: int = 1,
+          calibration: bool = True) -> None:
+    """Load the model once, then serve until interrupted; `calibration`: serve the calibrated probabilities when
+    the run (or the ONNX file) has a temperature.
 
     One inference thread per request (threads=1): with several requests in flight that uses the cores
     better than every request fighting for all of them.
@@ -293,9 +328,11 @@ def serve(run=None, root=None, host: str = "127.0.0.1", port: int = 8000, onnx=N
         print(f"fashionlab: warning: listening on {host}, not only this machine: anyone who can reach it may use "
               "the server, which has no authentication", file=sys.stderr, flush=True)
     _check_port_free(host, port)
-    predictor = load_onnx_predictor(onnx, threads) if onnx else load_torch_predictor(run, root, threads)
+    predictor = (load_onnx_predictor(onnx, threads, calibration) if onnx
+                 else load_torch_predictor(run, root, threads, calibration))
     info = predictor.info
-    print(f"serving {info.get('model')} (run {info.get('run')}, {info.get('backend')}) "
+    calibrated = f", calibrated with T = {info['temperature']:.3f}" if info.get("calibrated") else ""
+    print(f"serving {info.get('model')} (run {info.get('run')}, {info.get('backend')}{calibrated}) "
           f"on http://{host}:{port}/  (API docs: /docs)", flush=True)
     # uvicorn takes httptools and uvloop where they are installed (uvicorn[standard]): less CPU per request than
     # h11 and asyncio's own loop

@@ -1,7 +1,10 @@
 """Export a finished run's model to ONNX: probabilities out, dynamic batch size, preprocessing in the metadata.
 
 The metadata carries everything a consumer needs to feed the model correctly without fashionlab's code:
-input size and layout, mean and std of the normalisation, class names, and the run it came from.
+input size and layout, mean and std of the normalisation, class names, and the run it came from. When the run
+has a temperature saved by `fashionlab explain` (and calibration is not turned off), the graph divides the
+logits by it before the softmax, so the file's probabilities are the calibrated ones, and `temperature` in the
+metadata says so.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from ..artifacts import saved_epoch_val_accuracy
 from ..errors import ConfigError
+from ..explain.calibration import load_temperature
 from ..models import create_model
 from ..runs import open_run
 from ..training.checkpoint import load_checkpoint
@@ -49,18 +53,33 @@ def check_output(out: Path, force: bool = False) -> None:
         raise ConfigError(f"{out} already exists; pass --force to replace it, or choose another --out")
 
 
-def export_onnx(run_name, out: str | Path | None = None, root=None, force: bool = False) -> Path:
+class _Temperature(torch.nn.Module):
+    """Temperature scaling in the graph: the logits divided by T before the softmax."""
+
+    def __init__(self, temperature: float):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits / self.temperature
+
+
+def export_onnx(run_name, out: str | Path | None = None, root=None, force: bool = False,
+                calibration: bool = True) -> tuple[Path, float | None]:
+    """Write the run's model as ONNX; returns the file and the temperature baked into it (None: none)."""
     import onnx
 
     run = open_run(run_name, root)
     metrics = run.metrics()  # refuses unfinished runs with a clear message
     out = Path(out) if out else run.path / "model.onnx"
     check_output(out, force)
+    temperature = load_temperature(run, default=None) if calibration else None
     record = load_checkpoint(run.model_path)
     model = create_model(record["model_name"])
     model.load_state_dict(record["model"])
     # fp32 and the default memory format: the file must not depend on how the run was trained
-    wrapped = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
+    scaling = [_Temperature(temperature)] if temperature else []
+    wrapped = torch.nn.Sequential(model, *scaling, torch.nn.Softmax(dim=1)).eval()
     example = torch.zeros(2, 1, 28, 28)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -77,12 +96,14 @@ def export_onnx(run_name, out: str | Path | None = None, root=None, force: bool 
         "input_size": "28,28",
         "input": "float32 (batch,1,28,28): Fashion-MNIST style 8-bit greyscale, white object on black, "
                  "as pixel/255, then (x - mean) / std",
-        "output": "float32 (batch,classes): class probabilities (softmax)",
+        "output": ("float32 (batch,classes): calibrated class probabilities, softmax(logits / temperature)"
+                   if temperature else "float32 (batch,classes): class probabilities (softmax)"),
         "run": run.name,
         "model": record["model_name"],
         "epoch": str(record.get("epoch")),
         "test_accuracy": repr(float(metrics["accuracy"])),
         "val_accuracy": repr(saved_epoch_val_accuracy(run)),
+        **({"temperature": repr(temperature)} if temperature else {}),
     }
     del proto.metadata_props[:]
     for key, value in meta.items():
@@ -101,4 +122,4 @@ def export_onnx(run_name, out: str | Path | None = None, root=None, force: bool 
         if tmp.parent.is_dir():
             tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {out} ({err.strerror}); choose another --out") from None
-    return out
+    return out, temperature
