@@ -62,7 +62,8 @@ def test_killed_study_reuses_finished_runs(killed_study):
 STUDY_FIGURES = ["fig1_architectures", "fig2_loss_curves", "fig3_optimizers", "fig4a_augmentation_grid",
                  "fig4b_augmentation_curves", "fig5_metric_comparison", "fig6_confusion_matrices",
                  "fig7_example_predictions", "fig8_rolling_val_accuracy", "fig9_filters_and_feature_maps",
-                 "beyond_the_paper_time_to_accuracy", "beyond_the_paper_loss_curves"]
+                 "cnn_attributions_correct", "cnn_attributions_errors", "beyond_the_paper_time_to_accuracy",
+                 "beyond_the_paper_loss_curves"]
 TABLE1_ROWS = ["ANN", "ANN (modified)", "ANN (modified+data aug)", "CNN", "CNN (data aug)", "ANN (early stopping)"]
 
 
@@ -99,6 +100,13 @@ def test_study_report_has_every_figure_and_table(killed_study):
     assert [f[0] for f in findings] == list("abcdefg") + ["h"] * 3
     assert {f[3] for f in findings} <= {"reproduced", "not reproduced", "not testable at this budget"}
     assert "fashionlab train --name cnn-s0 --model cnn --epochs 1" in html
+    # what the Table 1 CNN looks at: its attribution maps, after its filters
+    section = html[html.index('<section id="what-the-cnn-looks-at">'):]
+    section = section[:section.index("</section>")]
+    assert html.index('<section id="fig-9-filters-and-feature-maps">') < html.index(section)
+    assert "Attribution maps of CNN (cnn-s0): Grad-CAM and Integrated Gradients" in section
+    assert re.search(r"This section \(\d+ maps and their figures\) took [\d.]+ s here", section)
+    assert '<figure id="cnn_attributions_correct">' in section and '<figure id="cnn_attributions_errors">' in section
     assert "by: fashionlab study --preset test --out" in html
 
 

@@ -1,4 +1,4 @@
-"""The study's report: Table 1 beside the paper's numbers, Fig 1-9 in the paper's order, the
+"""The study's report: Table 1 beside the paper's numbers, Fig 1-9 in the paper's order, what the CNN looks at, the
 early-stopping row, per-class tables, how the preset differs from `paper`, and the environment."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 from ..study.plan import PRESETS, preset_differences
 from ..tables import duration
 from . import figures
+from .attributions import add_attributions
 from .build import (
     _paper_values,
     add_architectures,
@@ -96,6 +97,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
         "fig8_rolling_val_accuracy", figures.fig8_rolling_val_accuracy(table1 + early),
         "Validation accuracy per epoch (thin) and its rolling mean over 3 epochs (thick).")
     add_filters(report, table1, data)
+    add_attributions(report, _by_key(entries, "cnn"), data)
 
     s = report.section("Early stopping")
     for e in early:
