@@ -206,36 +206,50 @@ def modified_beats_plain(runs: dict) -> Finding:
 
 ANN_KEYS = ("ann", "ann_bn", "ann_bn_aug")
 METRICS = (("accuracy", "accuracy"), ("precision_mean", "precision"), ("recall_mean", "recall"), ("f1_mean", "F1"))
+# "All my CNNs produced more precise models with better accuracy, recall and F1-score across all prediction
+# categories when compared to an ANN with equivalent configuration" (the paper's Evaluation): each CNN row against
+# the ANN row trained the same way (batch norm and dropout, with or without augmentation)
+EQUIVALENT_ANN = {"cnn": "ann_bn", "cnn_aug": "ann_bn_aug"}
+CLASS_METRICS = ("precision", "recall", "f1")
 
 
 def cnn_beats_anns(runs: dict) -> Finding:
-    """f. Each CNN row beats every ANN row on accuracy and mean precision, recall and F1, and on F1 in every class."""
-    claim = ("f", "The CNN beats every ANN on accuracy and on mean precision, recall and F1, and in every class",
-             "Table 1, Fig 6, Evaluation")
+    """f. Each CNN row beats every ANN row on accuracy and mean precision, recall and F1 (Table 1), and the ANN of
+    equivalent configuration on precision, recall and F1 in every class (the Evaluation's words)."""
+    claim = ("f", "The CNN beats every ANN on accuracy and mean precision, recall and F1, and the ANN of equivalent "
+             "configuration on precision, recall and F1 in every class", "Table 1, Fig 6, Evaluation")
     cnns = [k for k in ("cnn", "cnn_aug") if runs.get(k)]
     anns = [k for k in ANN_KEYS if runs.get(k)]
     if not cnns or not anns:
         return _not_testable(*claim, "the study has no CNN or no ANN run")
     mean_of = lambda key, metric: _mean([r.metrics()[metric] for r in runs[key]])  # noqa: E731
-    classes = lambda key: {c: _mean([r.metrics()["per_class"][c]["f1"] for r in runs[key]])  # noqa: E731
-                           for c in runs[key][0].metrics()["per_class"]}
     fails = []
     for cnn in cnns:
         for ann in anns:
             metrics = [name for metric, name in METRICS if mean_of(cnn, metric) <= mean_of(ann, metric)]
-            worse = [c for c, f1 in classes(cnn).items() if f1 <= classes(ann)[c]]
-            if metrics or worse:
-                where = ([f"on {', '.join(metrics)}"] if metrics else []) + (
-                    [f"on F1 for {', '.join(worse)}" if len(worse) <= 3 else f"on F1 in {len(worse)} of 10 classes"]
-                    if worse else [])
-                fails.append(f"{cnn} not above {ann} " + " and ".join(where))
+            if metrics:
+                fails.append(f"{cnn} not above {ann} on mean {', '.join(metrics)}")
+        twin = EQUIVALENT_ANN[cnn]
+        if runs.get(twin):
+            worse = _classes_not_above(runs[cnn], runs[twin])
+            if worse:
+                fails.append(f"{cnn} not above {twin} on " + (", ".join(worse) if len(worse) <= 4 else
+                                                                f"{len(worse)} of the 30 class scores"))
     best_ann = max(anns, key=lambda k: mean_of(k, "accuracy"))
     evidence = ", ".join(f"{k} {mean_of(k, 'accuracy'):.2%}" for k in cnns) + \
         f" test accuracy against the best ANN ({best_ann}) {mean_of(best_ann, 'accuracy'):.2%}"
     if fails:
         return Finding(*claim, NOT_REPRODUCED, evidence, "; ".join(fails))
-    return Finding(*claim, REPRODUCED, evidence, f"every CNN row above all {len(anns)} ANN rows on the four means and "
-                   "on F1 in each of the 10 classes")
+    pairs = ", ".join(f"{c} over {EQUIVALENT_ANN[c]}" for c in cnns if runs.get(EQUIVALENT_ANN[c]))
+    return Finding(*claim, REPRODUCED, evidence, f"every CNN row above all {len(anns)} ANN rows on the four means; "
+                   f"precision, recall and F1 higher in each of the 10 classes ({pairs})")
+
+
+def _classes_not_above(cnn_runs, ann_runs) -> list[str]:
+    """'Shirt recall'-style names of the class scores where the CNN runs' mean is not above the ANN runs'."""
+    score = lambda runs, c, m: _mean([r.metrics()["per_class"][c][m] for r in runs])  # noqa: E731
+    return [f"{c} {m}" for c in cnn_runs[0].metrics()["per_class"] for m in CLASS_METRICS
+            if score(cnn_runs, c, m) <= score(ann_runs, c, m)]
 
 
 def _seconds_per_epoch_image(run) -> float:
