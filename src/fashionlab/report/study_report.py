@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..parsing import duration_text
 from ..study.plan import PRESETS, preset_differences
 from ..tables import duration
 from . import figures
@@ -35,7 +36,7 @@ def _by_key(entries: list[Entry], key: str) -> Entry:
 
 
 def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds: int, data, command: str,
-                       extra_sections=(), findings=(), budget_minutes: float | None = None) -> Path:
+                       extra_sections=(), findings=(), budget_seconds: float | None = None) -> Path:
     """Write OUT/report.html (+ figures/*.png, table1.csv/.md) for the study's entries; returns the path.
 
     `extra_sections`: callables `f(report)` run before the environment section, to add sections such as
@@ -46,7 +47,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
                     f"preset '{preset}' ({PRESETS[preset]['about']}), {seeds} seed(s) per experiment; "
                     "test-set numbers on the real Fashion-MNIST data set")
 
-    add_findings(report, findings, table1, preset, budget_minutes)
+    add_findings(report, findings, table1, preset, budget_seconds)
     summary = report.section("Table 1: Key metrics")
     add_table1(summary, table1 + early)
     if preset != "paper":
@@ -121,7 +122,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
     return report.write()
 
 
-def add_findings(report: Report, findings, table1: list[Entry], preset: str, budget_minutes: float | None) -> None:
+def add_findings(report: Report, findings, table1: list[Entry], preset: str, budget_seconds: float | None) -> None:
     """The paper's claims first, each with the evidence measured and a verdict computed from the runs
     (the rules: study/findings.py)."""
     if not findings:
@@ -129,7 +130,7 @@ def add_findings(report: Report, findings, table1: list[Entry], preset: str, bud
     section = report.section("Findings")
     counts = {v: sum(f.verdict == v for f in findings) for v in dict.fromkeys(f.verdict for f in findings)}
     cnn = {e.key: e.run.metrics()["epochs"] for e in table1 if e.key in ("cnn", "cnn_aug")}
-    budget = f"a budget of {budget_minutes:g} minutes" if budget_minutes else f"preset '{preset}'"
+    budget = f"a budget of {duration_text(budget_seconds)}" if budget_seconds else f"preset '{preset}'"
     section.text(f"Each claim of the paper, checked against this study's runs ({budget}; the CNN rows trained "
                  + " and ".join(f"{v} epochs" for v in cnn.values()) + " here, 30 and 60 in the paper): "
                  + ", ".join(f"{n} {v}" for v, n in counts.items()) + ". The rule behind each verdict is in "

@@ -113,7 +113,7 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     runs = {key: runs for key, runs in trained.items()}
     report = build_study_report(entries, out, preset=preset, seeds=seeds, data=data, extra_sections=extra_sections,
                                 findings=check_findings(runs),
-                                budget_minutes=None if budget_seconds is None else budget_seconds / 60,
+                                budget_seconds=budget_seconds,
                                 command=command or shlex.join(["fashionlab", "study", "--preset", preset,
                                                                "--seeds", str(seeds), "--out", str(out)]))
     table = [(e.label, [r.metrics() for r in e.runs]) for e in entries if e.group in ("table1", "early_stopping")]
