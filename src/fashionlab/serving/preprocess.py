@@ -7,11 +7,18 @@ the shorter edge to 28 with the object centred, negating, and converting to 8-bi
 Fashion-MNIST only works on photos prepared the same way; fed a raw photo (light background) it sees an image
 unlike any it was trained on ("everything is a Bag").
 
+Photos taken elsewhere than in the data set's studio are prepared in two stages. backdrop.py takes the backdrop
+out: a tinted, grey or unevenly lit backdrop, sensor noise and a soft shadow become black, and the garment its
+darkness against white (which is what negating a photo on white gives). framing.py then frames the garment as
+the data set does: turned upright when it is a few degrees askew, trimmed to its box, the longest edge resized
+to 28, sharpened and centred on black. An image that already looks like Fashion-MNIST (28x28, dark background)
+is used as it is.
+
 Decoding is bounded: the pixel count is read from the header before any pixel is decoded, a JPEG is decoded at
 a reduced scale (`Image.draft`), the memory a decode needs is worked out for the file's format and mode and
 refused above MAX_DECODE_BYTES, and the decoded image is shrunk by an integer factor to a working size of
 WORK..2*WORK pixels (longest edge) before anything else touches it. Every later step works on that small image
-with Pillow's C code, so a photo costs about the same whatever its size.
+(Pillow's C code and a few NumPy passes), so a photo costs about the same whatever its size.
 
 This module needs only Pillow and NumPy, so `predict --onnx` runs without torch.
 """
@@ -29,15 +36,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageChops, ImageFilter, ImageOps, JpegImagePlugin
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 
 from ..errors import FashionlabError
+from . import backdrop, framing
 
 SIZE = 28
 WORK = 8 * SIZE  # decoded images are shrunk to a longest edge of WORK..2*WORK-1: trimming stays within 1/8 pixel
 MAX_PIXELS = 10_000 * 10_000  # header limit for every format (decompression bombs)
 MAX_DECODE_BYTES = 100 * 2**20  # memory one decode may take, whatever the format and mode
-TRIM_FUZZ = 0.05  # trim rows/columns within 5% of the maximum intensity of the corner colour
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 # Pillow warns from 89 Mpixels on; align it with our own limit so accepted images never warn.
@@ -286,24 +293,6 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("L" if image.mode == "1" else "RGB")
 
 
-def _corner_colour(image: Image.Image) -> np.ndarray:
-    """The background colour: the per-channel median of the four corner pixels (robust to one odd corner)."""
-    right, bottom = image.size[0] - 1, image.size[1] - 1
-    corners = [image.getpixel(xy) for xy in ((0, 0), (right, 0), (0, bottom), (right, bottom))]
-    bands = zip(*corners) if isinstance(corners[0], tuple) else [corners]
-    return np.array([(lambda v: (v[1] + v[2]) / 2)(sorted(band)) for band in bands], dtype=np.float32)
-
-
-def _trim_box(image: Image.Image, background: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Bounding box (left, top, right, bottom) of the pixels farther than 5% from the background colour.
-
-    A lookup table per band marks the values farther than that from the band's background value; getbbox then
-    finds the pixels marked in any band. Both run in Pillow's C code, on uint8, without a float copy.
-    """
-    far = np.abs(np.arange(256, dtype=np.float32)[None, :] - background[:, None]) > TRIM_FUZZ * 255
-    return image.point((far * 255).astype(np.uint8).ravel().tolist()).getbbox()
-
-
 def looks_like_fashion_mnist(image: Image.Image) -> bool:
     """28x28 with a dark background: already prepared, so it must not be trimmed, sharpened or negated again."""
     if image.size != (SIZE, SIZE):
@@ -314,30 +303,15 @@ def looks_like_fashion_mnist(image: Image.Image) -> bool:
 
 
 def prepare(image: Image.Image) -> Prepared:
-    """The Fashion-MNIST pipeline (module docstring) applied to one decoded image of any size and mode."""
+    """A decoded image of any size and mode as the model's 28x28 input (see the module docstring)."""
     size = image.info.get("original_size", image.size)
     image = _flatten(shrink(image))
     if looks_like_fashion_mnist(image):
         return Prepared(np.asarray(image.convert("L"), dtype=np.uint8).copy(), size, negated=False)
-    background = _corner_colour(image)
-    box = _trim_box(image, background)
-    if box is not None:
-        image = image.crop(box)
-    # Longest edge to 28 by subsampling (nearest neighbour: the paper skips rows and columns).
-    width, height = image.size
-    scale = SIZE / max(width, height)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = image.resize(new_size, Image.Resampling.NEAREST)
-    image = image.filter(ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0))
-    # Extend the shorter edge to 28, object centred, with the background colour so no seam appears.
-    fill = tuple(int(round(c)) for c in background)
-    canvas = Image.new(image.mode, (SIZE, SIZE), fill if len(fill) > 1 else fill[0])
-    canvas.paste(image, ((SIZE - new_size[0]) // 2, (SIZE - new_size[1]) // 2))
-    # A dark background is already what the model expects: negate only light ones.
-    negate = float(np.mean(background)) >= 128
-    if negate:
-        canvas = ImageChops.invert(canvas)
-    return Prepared(np.asarray(canvas.convert("L"), dtype=np.uint8).copy(), size, negated=negate)
+    pixels = np.asarray(image, dtype=np.float32).reshape(image.size[1], image.size[0], -1)
+    dark, mask, negated = backdrop.remove(pixels)
+    garment = Image.fromarray((dark * 255).round().astype(np.uint8), "L")
+    return Prepared(framing.frame(garment, mask), size, negated=negated)
 
 
 def prepare_file(source: bytes | str | Path | BinaryIO, name: str | None = None) -> Prepared:
