@@ -302,21 +302,22 @@ def measure(predictor, images, labels, conditions, seed: int, count: int) -> dic
 
 
 def contact_sheet(images, labels, conditions, path: Path, index: int = 0, seed: int = 0) -> None:
-    """One row per condition: the photo (shrunk to 160 pixels) and the 28x28 input the model saw (x4)."""
-    cell, rows = 160, []
-    for condition in conditions:
+    """A grid, 4 conditions a row: each photo (shrunk to 160 pixels) beside the 28x28 input the model saw (x4)."""
+    cell, seen_px, text_px, columns = 160, 112, 30, 4
+    width, height = cell + seen_px + 12, cell + text_px
+    rows = math.ceil(len(conditions) / columns)
+    sheet = Image.new("RGB", (columns * width, rows * height), (96, 96, 96))
+    draw = ImageDraw.Draw(sheet)
+    for k, condition in enumerate(conditions):
         photo = render(images[index], condition, _rng(seed, condition, index))
         shown = Image.open(io.BytesIO(photo)).convert("RGB")
+        size = shown.size
         shown.thumbnail((cell, cell))
-        seen = Image.fromarray(prepare_file(photo).pixels, "L").resize((112, 112), Image.Resampling.NEAREST)
-        rows.append((condition, shown, seen, Image.open(io.BytesIO(photo)).size))
-    sheet = Image.new("RGB", (cell + 112 + 190, (cell + 8) * len(rows)), (96, 96, 96))
-    draw = ImageDraw.Draw(sheet)
-    for r, (condition, shown, seen, size) in enumerate(rows):
-        y = r * (cell + 8) + 4
-        sheet.paste(shown, ((cell - shown.width) // 2, y + (cell - shown.height) // 2))
-        sheet.paste(seen.convert("RGB"), (cell + 8, y + (cell - 112) // 2))
-        draw.text((cell + 128, y + 60), f"{condition}\n{size[0]}x{size[1]}\n{CLASSES[labels[index]]}",
+        seen = Image.fromarray(prepare_file(photo).pixels, "L").resize((seen_px, seen_px), Image.Resampling.NEAREST)
+        x, y = (k % columns) * width, (k // columns) * height
+        sheet.paste(shown, (x + (cell - shown.width) // 2, y + (cell - shown.height) // 2))
+        sheet.paste(seen.convert("RGB"), (x + cell + 4, y + (cell - seen_px) // 2))
+        draw.text((x + 4, y + cell + 4), f"{condition}, {size[0]}x{size[1]} px ({CLASSES[labels[index]]})",
                   fill=(255, 255, 255))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
