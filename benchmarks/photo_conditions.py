@@ -12,12 +12,14 @@ one per condition), and `combined` changes all of them at once (the backdrop is 
 random). The encoded bytes then go through `prepare_file`, the path `fashionlab predict` and `fashionlab serve`
 take, and the run's model classifies the result.
 
-Printed per condition: the accuracy on the photos and the share of the model's accuracy on the raw 28x28 images
-that it keeps. With one seed, ± is the binomial standard error over the images; with several seeds (each a new
-sample of images and new renders), the mean ± sample standard deviation over the seeds.
+Printed per condition: the accuracy on the photos, the share of the model's accuracy on the raw 28x28 images that
+it keeps, and the CPU time `prepare_file` took per photo (CPU time, not wall time: other processes on a shared
+machine slow it less, but a busy cache still does). With one seed, ± is the binomial standard error over the
+images; with several seeds (each a new sample of images and new renders), the mean ± sample standard deviation
+over the seeds.
 
-`--split val` renders validation images: the preprocessing's parameters are
-chosen there, with a run that never trained on them (its own seeded validation split); `--split test` reports.
+`--split val` renders validation images: the preprocessing's parameters are chosen there, with a run that never
+trained on them (its own seeded validation split); `--split test` reports.
 Without `--run`, the benchmark uses (training it when missing, about 2 minutes on 2 cores) `fast-photo`, the
 `fast` recipe on all 60,000 training images, for `--split test`, and `fast-photo-val`, the same recipe with the
 usual 10,000 validation images held out, for `--split val`.
@@ -290,15 +292,20 @@ def _rng(seed: int, condition: str, index: int) -> np.random.Generator:
     return np.random.default_rng((seed, list(CONDITIONS).index(condition), int(index)))
 
 
-def measure(predictor, images, labels, conditions, seed: int, count: int) -> dict:
-    """{'raw': per-image hits, condition: per-image hits} on a seeded sample of `count` images."""
+def measure(predictor, images, labels, conditions, seed: int, count: int) -> tuple[dict, dict]:
+    """({'raw': per-image hits, condition: per-image hits}, {condition: CPU ms per photo of decoding and
+    preparing}) on a seeded sample of `count` images."""
     chosen = np.sort(np.random.default_rng(seed).choice(len(labels), size=min(count, len(labels)), replace=False))
     truth = labels[chosen]
     hits = {"raw": accuracy(predictor, [Prepared(images[i], (28, 28), False) for i in chosen], truth)}
+    cpu_ms = {}
     for condition in conditions:
         photos = [render(images[i], condition, _rng(seed, condition, i)) for i in chosen]
-        hits[condition] = accuracy(predictor, [prepare_file(p) for p in photos], truth)
-    return hits
+        start = time.process_time()
+        prepared = [prepare_file(p) for p in photos]
+        cpu_ms[condition] = (time.process_time() - start) * 1000 / len(photos)
+        hits[condition] = accuracy(predictor, prepared, truth)
+    return hits, cpu_ms
 
 
 def contact_sheet(images, labels, conditions, path: Path, index: int = 0, seed: int = 0) -> None:
@@ -358,15 +365,17 @@ def main() -> None:
     if args.sheet:
         contact_sheet(images, labels, conditions, Path(args.sheet))
     start = time.perf_counter()
-    per_seed = [measure(predictor, images, labels, conditions, seed, args.images) for seed in args.seeds]
+    measured = [measure(predictor, images, labels, conditions, seed, args.images) for seed in args.seeds]
+    per_seed = [hits for hits, _ in measured]
     print(f"\n{describe()}\nCPU features: {cpu_features()}")
     spread = ("± binomial standard error over the images" if len(args.seeds) == 1
               else f"mean ± std over seeds {args.seeds}")
     print(f"run {name} ({predictor.info['model']}); {args.split} images, {len(per_seed[0]['raw'])} per seed, "
           f"seeds {args.seeds}; {spread}; {time.perf_counter() - start:.0f} s\n")
-    rows = [["raw 28x28 images", summary(per_seed, "raw")[0], "100%"]]
-    rows += [[condition, *summary(per_seed, condition)] for condition in conditions]
-    print(format_table(["condition", "accuracy", "kept of raw"], rows, "lrr"))
+    rows = [["raw 28x28 images", summary(per_seed, "raw")[0], "100%", "-"]]
+    rows += [[condition, *summary(per_seed, condition),
+              f"{np.mean([cpu_ms[condition] for _, cpu_ms in measured]):.1f}"] for condition in conditions]
+    print(format_table(["condition", "accuracy", "kept of raw", "decode + prepare, CPU ms/photo"], rows, "lrrr"))
 
 
 if __name__ == "__main__":
