@@ -33,6 +33,7 @@ def step_seconds(config: RunConfig) -> float:
     """The fastest of a few training steps of `config`'s network here, augmentation included, at the precision and
     with the convolutions training would choose."""
     device = resolve_device(config.device)
+    threads = torch.get_num_threads()  # the probe's threads are its config's, not the next probe's
     if config.threads:
         torch.set_num_threads(config.threads)
     rng = torch.get_rng_state()  # probing must not move anyone's random numbers
@@ -55,6 +56,7 @@ def step_seconds(config: RunConfig) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     torch.set_rng_state(rng)
+    torch.set_num_threads(threads)
     return min(times[1:])
 
 
@@ -73,21 +75,25 @@ def run_seconds(config: RunConfig, step: float) -> float:
 
 @dataclass
 class Estimates:
-    """Seconds per experiment key (one seed's run), from step times probed once per distinct network setting."""
+    """Seconds per experiment key (one seed's run), from step times probed once per distinct network setting, and
+    what each adds to the study's wall time: a run trained beside others (side_by_side.py) adds a share of it."""
     seconds: dict = field(default_factory=dict)
+    wall: dict = field(default_factory=dict)
     probes: dict = field(default_factory=dict)
 
-    def add(self, key: str, config: RunConfig) -> float:
+    def add(self, key: str, config: RunConfig, at_once: int = 1) -> float:
         # the optimizer's own cost is small beside the network's: runs that differ only in it share a probe
         probe = (config.model, config.batch_size, config.precision, str(config.augment), config.threads,
                  config.device, config.winograd)
         if probe not in self.probes:
             self.probes[probe] = step_seconds(config)
         self.seconds[key] = run_seconds(config, self.probes[probe])
+        self.wall[key] = self.seconds[key] / at_once
         return self.seconds[key]
 
     def total(self, keys=None) -> float:
-        return sum(self.seconds[k] for k in (self.seconds if keys is None else keys))
+        """The study's wall seconds for these keys' runs (one seed each)."""
+        return sum(self.wall.get(k, self.seconds[k]) for k in (self.seconds if keys is None else keys))
 
 
 def fit_to_budget(configs: dict[str, RunConfig], scaled: tuple, estimates: Estimates, budget_seconds: float,

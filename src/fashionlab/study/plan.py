@@ -93,7 +93,8 @@ def beyond_the_paper(preset: dict) -> list[Experiment]:
 # The paper's MLPs train in fp32, as the paper's did. `auto` precision times a few steps of each and keeps the
 # faster, but for these small MLPs the two are within ~20% and the probe's pick flipped between studies on the
 # same machine, moving Table 1's ANN rows by ~0.2 point (docs/REPORT.md); the CNNs' bf16 gain is large and stable.
-PAPER_ANN = {"precision": "fp32"}
+# One thread each: on a CPU they train side by side, as many at once as there are cores (study/side_by_side.py).
+PAPER_ANN = {"precision": "fp32", "threads": 1}
 
 # The CNN rows of a preset that trains them for about an epoch: the `fast` recipe's optimizer (Muon on the filters,
 # SGD with Nesterov momentum for the rest) with a one-cycle schedule. Chosen on the validation split, one epoch of the
@@ -126,7 +127,7 @@ PRESETS = {
                         "threads": 2},
              "architectures": {},
              "ann": {"train_limit": 500, "test_limit": 300, "val_size": 300, "batch_size": 50, "precision": "fp32",
-                     "threads": 2},
+                     "threads": 1},
              "cnn": {"train_limit": 100, "test_limit": 300, "val_size": 300, "batch_size": 50, "precision": "fp32",
                      "threads": 2},
              "about": "a tiny study for the test suite; its numbers mean nothing"},

@@ -21,22 +21,41 @@ from ..training.loop import train
 from .estimate import Estimates, fit_to_budget
 from .findings import check_findings
 from .plan import PRESETS, Experiment, experiment_config, experiments
+from .side_by_side import Job, train_side_by_side, width
 from .table1 import table1
 
 
 def run_experiment(exp: Experiment, seed: int, root: Path, data, data_dir=None, show_progress=None) -> Run:
     """Train one experiment unless a finished run with the same config exists; resume an unfinished one."""
     config = experiment_config(exp, seed, data_dir, root)
+    action, existing = _decision(config, root)
+    if action == "reuse":
+        print(f"[study] {config.name}: finished earlier, reused", file=sys.stderr)
+        return existing
+    if action == "resume":
+        print(f"[study] {config.name}: resuming from its checkpoint", file=sys.stderr)
+        return train(config, root=root, resume=existing.path, data=data, show_progress=show_progress)
+    print(f"[study] {config.name}: training {exp.label}", file=sys.stderr)
+    return train(config, root=root, overwrite=existing is not None, data=data, show_progress=show_progress)
+
+
+def _decision(config, root: Path) -> tuple[str, Run | None]:
+    """("reuse", the finished run of these settings), ("resume", the unfinished one with a checkpoint), or
+    ("train", the run of that name it replaces, or None)."""
     existing = _existing(config, root)
     if existing is not None and existing.config().to_dict() == config.to_dict():
         if existing.finished:
-            print(f"[study] {config.name}: finished earlier, reused", file=sys.stderr)
-            return existing
+            return "reuse", existing
         if existing.last_checkpoint.is_file():
-            print(f"[study] {config.name}: resuming from its checkpoint", file=sys.stderr)
-            return train(config, root=root, resume=existing.path, data=data, show_progress=show_progress)
-    print(f"[study] {config.name}: training {exp.label}", file=sys.stderr)
-    return train(config, root=root, overwrite=existing is not None, data=data, show_progress=show_progress)
+            return "resume", existing
+    return "train", existing
+
+
+def _finished_already(config, root: Path) -> bool:
+    try:
+        return _decision(config, root)[0] == "reuse"
+    except FashionlabError:
+        return False
 
 
 def _existing(config, root: Path) -> Run | None:
@@ -46,23 +65,16 @@ def _existing(config, root: Path) -> Run | None:
         return None
 
 
-def _finished_already(config, root: Path) -> bool:
-    run = _existing(config, root)
-    try:
-        return run is not None and run.finished and run.config().to_dict() == config.to_dict()
-    except FashionlabError:
-        return False
-
-
 def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_seconds: float | None = None):
-    """(experiments, estimated seconds per key still to train): the preset's plan, its CNN rows resized to
-    `budget_seconds` when given, each run not yet finished timed on this machine."""
+    """(experiments, wall seconds per key still to train, how many runs of each key train at once): the preset's
+    plan, its CNN rows resized to `budget_seconds` when given, each run not yet finished timed on this machine."""
     exps = experiments(preset)
     unique = {x.key: x for x in exps}
     configs = {k: experiment_config(x, 0, data_dir, root) for k, x in unique.items()}
+    at_once = {k: width(config) for k, config in configs.items()}
     estimates = Estimates()
     for key, config in configs.items():
-        estimates.add(key, config)
+        estimates.add(key, config, at_once[key])
     if budget_seconds is not None:
         epochs = fit_to_budget(configs, PRESETS[preset].get("scaled", ()), estimates, budget_seconds, seeds)
         for x in exps:
@@ -70,10 +82,10 @@ def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_second
                 x.settings = {**x.settings, "epochs": epochs[x.key]}
         for key in epochs:
             configs[key] = experiment_config(unique[key], 0, data_dir, root)
-            estimates.add(key, configs[key])
-    todo = {k: seeds * estimates.seconds[k] for k, x in unique.items()
+            estimates.add(key, configs[key], at_once[key])
+    todo = {k: seeds * estimates.wall[k] for k, x in unique.items()
             if not all(_finished_already(experiment_config(x, s, data_dir, root), root) for s in range(seeds))}
-    return exps, todo
+    return exps, todo, at_once
 
 
 def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int = 1, data_dir=None,
@@ -82,8 +94,9 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     """Train (or reuse) every experiment of the preset, then write OUT/report.html; returns its path.
 
     Before training, the study times each network here and prints how long it will take; after each run it prints
-    how far it is and an estimate of the time left. `budget_seconds` sizes the CNN rows to the time given
-    (`fashionlab study --budget 45m`: parsing.parse_duration).
+    how far it is and an estimate of the time left. The experiments that fix their threads (the paper's MLPs, one
+    thread each) train side by side first (side_by_side.py), then the others one at a time on every core.
+    `budget_seconds` sizes the CNN rows to the time given (`fashionlab study --budget 45m`: parsing.parse_duration).
     `extra_sections`: callables `f(report)` adding sections (e.g. report.add_runs_section)."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -92,33 +105,81 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     out = Path(out)
     root = out / "runs"
     data = load_fashion_mnist(data_dir)
-    exps, todo = plan_study(preset, seeds, root, data_dir, budget_seconds)
-    print(f"[study] {len(todo)} experiment(s) to train ({seeds} seed(s) each), estimated "
+    command = command or shlex.join(["fashionlab", "study", "--preset", preset, "--seeds", str(seeds),
+                                     "--out", str(out)])
+    exps, todo, at_once = plan_study(preset, seeds, root, data_dir, budget_seconds)
+    unique = list({x.key: x for x in exps}.values())
+    beside = [x for x in unique if at_once[x.key] > 1]
+    together = f"; {len(beside)} of them {min(at_once[x.key] for x in beside)} at a time" if beside else ""
+    print(f"[study] {len(todo)} experiment(s) to train ({seeds} seed(s) each{together}), estimated "
           f"{duration(sum(todo.values()))} on this CPU ({cpu_name()}, {torch.get_num_threads()} threads)",
           file=sys.stderr)
-    start = time.perf_counter()
+    progress = _Progress(todo, seeds)
     trained: dict[str, list[Run]] = {}
+    if beside:
+        trained.update(_train_beside(beside, seeds, root, out / "logs", data_dir, min(at_once[x.key] for x in beside),
+                                     progress))
     entries = []
-    done_estimate = 0.0
     for exp in exps:
         if exp.key not in trained:
-            trained[exp.key] = [run_experiment(exp, seed, root, data, data_dir, show_progress)
-                                for seed in range(seeds)]
-            if exp.key in todo:
-                done_estimate += todo.pop(exp.key)
-                _progress(time.perf_counter() - start, done_estimate, sum(todo.values()), len(todo))
+            trained[exp.key] = []
+            for seed in range(seeds):
+                trained[exp.key].append(run_experiment(exp, seed, root, data, data_dir, show_progress))
+                progress.finished(exp.key)
         entries.append(Entry(exp.label, trained[exp.key], exp.group, exp.key))
-    wall = time.perf_counter() - start
-    print(f"[study] all runs ready after {duration(wall)}; writing the report", file=sys.stderr)
-    runs = {key: runs for key, runs in trained.items()}
+    print(f"[study] all runs ready after {duration(progress.elapsed())}; writing the report", file=sys.stderr)
     report = build_study_report(entries, out, preset=preset, seeds=seeds, data=data, extra_sections=extra_sections,
-                                findings=check_findings(runs),
-                                budget_seconds=budget_seconds,
-                                command=command or shlex.join(["fashionlab", "study", "--preset", preset,
-                                                               "--seeds", str(seeds), "--out", str(out)]))
+                                findings=check_findings(trained), budget_seconds=budget_seconds, command=command)
     table = [(e.label, [r.metrics() for r in e.runs]) for e in entries if e.group in ("table1", "early_stopping")]
     print("Table 1: Key metrics after training (test set)\n" + table1(table))
     return report
+
+
+def _train_beside(exps: list[Experiment], seeds: int, root: Path, logs: Path, data_dir, at_once: int,
+                  progress: _Progress) -> dict[str, list[Run]]:
+    """Every seed's run of `exps`, `at_once` of them training at a time; finished ones reused."""
+    runs, jobs = {}, []
+    for exp in exps:
+        for seed in range(seeds):
+            config = experiment_config(exp, seed, data_dir, root)
+            action, existing = _decision(config, root)
+            if action == "reuse":
+                print(f"[study] {config.name}: finished earlier, reused", file=sys.stderr)
+                runs[config.name] = existing
+                continue
+            source = exp.settings.get("init_from")
+            after = f"{source[1:]}-s{seed}" if isinstance(source, str) and source.startswith("@") else None
+            jobs.append(Job(exp.key, exp.label, config, after=None if after in runs else after,
+                            resume=existing.path if action == "resume" else None,
+                            overwrite=action == "train" and existing is not None,
+                            estimate=progress.share(exp.key)))
+    runs.update(train_side_by_side(jobs, root, logs, at_once, lambda job, run: progress.finished(job.key)))
+    return {exp.key: [runs[experiment_config(exp, seed, data_dir, root).name] for seed in range(seeds)]
+            for exp in exps}
+
+
+class _Progress:
+    """The study's progress lines: after each run, the time so far and the time left at the pace measured so far."""
+
+    def __init__(self, todo: dict[str, float], seeds: int):
+        self.start = time.perf_counter()
+        self.per_run = {key: seconds / seeds for key, seconds in todo.items()}  # wall seconds of one seed's run
+        self.runs_left = {key: seeds for key in todo}
+        self.done_estimate = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def share(self, key: str) -> float:
+        return self.per_run.get(key, 0.0)
+
+    def finished(self, key: str) -> None:
+        if not self.runs_left.get(key):
+            return  # reused, or not timed
+        self.runs_left[key] -= 1
+        self.done_estimate += self.per_run[key]
+        left = sum(self.per_run[k] * n for k, n in self.runs_left.items())
+        _progress(self.elapsed(), self.done_estimate, left, sum(1 for n in self.runs_left.values() if n))
 
 
 def _progress(elapsed: float, done_estimate: float, left_estimate: float, left: int) -> None:

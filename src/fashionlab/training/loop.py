@@ -279,6 +279,7 @@ def train(config: RunConfig, root=None, resume: str | Path | None = None, overwr
     made or an old one replaced (runs.NewRun), so a failure there leaves the runs folder as it was.
     """
     with contextlib.ExitStack() as held:  # this process's lock on the run, released however training ends
+        held.callback(torch.set_num_threads, torch.get_num_threads())  # `threads` holds for this run only
         writer = is_writer()  # rank 0 under torchrun, known before the process group exists
         if resume:
             run = open_run(resume, root)
