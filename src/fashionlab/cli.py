@@ -162,8 +162,9 @@ def cmd_predict(args) -> int:
     if args.explain and args.onnx:
         raise ConfigError("--explain needs the run's PyTorch model for its attribution maps; use --run RUN instead "
                           "of --onnx")
-    if args.force and not args.explain:
-        raise ConfigError("--force replaces existing files in the --explain folder; give --explain DIR too")
+    if args.force and not (args.explain or args.show_input):
+        raise ConfigError("--force replaces existing files in the --explain or --show-input folder; give one of them "
+                          "too")
     predictor = (load_onnx_predictor(args.onnx, calibration=args.calibration) if args.onnx
                  else load_torch_predictor(args.run, args.runs_dir, calibration=args.calibration))
     # each file that cannot be used gets its own line as it happens; the others are still predicted
@@ -309,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-input", metavar="DIR", help="save the 28x28 image the model saw for each photo here")
     p.add_argument("--explain", metavar="DIR", help="save one PNG per photo here: the model input beside the "
                    "attribution map of its predicted class (Integrated Gradients), with the label and probability")
-    p.add_argument("--force", action="store_true", help="replace existing files in the --explain folder")
+    p.add_argument("--force", action="store_true", help="replace existing files in the --explain and --show-input "
+                   "folders (never the input images)")
     _add_calibration_flag(p)
     p.set_defaults(func=cmd_predict)
 

@@ -94,7 +94,7 @@ def test_no_run_to_choose_and_bad_inputs_are_one_line(served_run, tmp_path, phot
         (["predict", str(photo_dir), "--onnx", str(photo_dir / "readme.txt")], 2, "cannot load ONNX model"),
         (["predict", str(photo_dir), "--top-k", "0"], 2, "--top-k must be at least 1"),
         (["predict", str(photo_dir), "--run", name, "--runs-dir", str(root), "--show-input",
-          str(photo_dir / "readme.txt")], 2, "cannot create that folder"),
+          str(photo_dir / "readme.txt")], 2, "is a file, not a folder"),
         (["export", name, "--runs-dir", str(root), "--out", str(photo_dir / "readme.txt" / "m.onnx")], 2,
          "choose another --out"),
     ]

@@ -1,5 +1,6 @@
-"""`fashionlab predict --explain DIR`: one overlay PNG per image, named after it; existing files are replaced only
-with --force, input images never; every refusal is one line and writes nothing."""
+"""`fashionlab predict --explain DIR`: one overlay PNG per image, named after it; there and in --show-input DIR,
+existing files are replaced only with --force, input images never; every refusal is one line and writes
+nothing."""
 
 import json
 
@@ -41,26 +42,29 @@ def test_one_overlay_per_image(served_run, photo_dir, tmp_path, capsys):
     assert len(results) == 4 and all(r["error"] is None for r in results)
 
 
-def test_existing_files_need_force_and_input_images_are_never_replaced(served_run, photo_dir, tmp_path, capsys):
+@pytest.mark.parametrize("option", ["--explain", "--show-input"])
+def test_existing_files_need_force_and_input_images_are_never_replaced(served_run, photo_dir, tmp_path, capsys,
+                                                                       option):
     out = tmp_path / "why"
     out.mkdir()
     (out / "item1.png").write_bytes(b"the user's own file")
     (out / "notes.txt").write_text("keep me")
-    assert _predict(served_run, str(photo_dir), "--explain", str(out)) == 2
+    assert _predict(served_run, str(photo_dir), option, str(out)) == 2
     err = capsys.readouterr().err
-    assert "item1.png already exists" in err and "--force" in err and err.count("\n") == 1
+    assert f"{option} {out}: " in err and "item1.png already exists" in err and "--force" in err
+    assert err.count("\n") == 1
     assert _contents(out) == {"item1.png": b"the user's own file", "notes.txt": b"keep me"}  # nothing written
 
-    assert _predict(served_run, str(photo_dir), "--explain", str(out), "--force") == 0
+    assert _predict(served_run, str(photo_dir), option, str(out), "--force") == 0
     capsys.readouterr()
     assert (out / "item1.png").read_bytes().startswith(b"\x89PNG") and (out / "notes.txt").read_text() == "keep me"
-    assert _predict(served_run, str(photo_dir), "--explain", str(out)) == 2
+    assert _predict(served_run, str(photo_dir), option, str(out)) == 2
     assert "4 of its files already exist" in capsys.readouterr().err
 
     # an overlay named like an input image in the same folder would replace the photo: refused even with --force
     (photo_dir / "item2.png").write_bytes(b"a photo")
     before = _contents(photo_dir)
-    assert _predict(served_run, str(photo_dir / "item2.png"), "--explain", str(photo_dir), "--force") == 2
+    assert _predict(served_run, str(photo_dir / "item2.png"), option, str(photo_dir), "--force") == 2
     err = capsys.readouterr().err
     assert "would replace the input image" in err and err.count("\n") == 1
     assert _contents(photo_dir) == before
@@ -71,7 +75,7 @@ def test_bad_usage_is_one_line(served_run, photo_dir, tmp_path, capsys, case):
     (tmp_path / "file.txt").write_text("x")
     args, message = {
         "onnx": (["--onnx", str(tmp_path / "m.onnx"), "--explain", str(tmp_path / "why")], "instead of --onnx"),
-        "force alone": (["--force"], "give --explain DIR too"),
+        "force alone": (["--force"], "give one of them too"),
         "a file as folder": (["--explain", str(tmp_path / "file.txt")], "is a file, not a folder"),
     }[case]
     root, name = served_run

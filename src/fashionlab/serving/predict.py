@@ -21,7 +21,7 @@ from ..errors import ConfigError, RunError
 from ..explain.calibration import calibrated_probabilities, load_temperature
 from ..runs import open_run
 from ..tables import format_table
-from .outputs import check_explain_folder, make_folder, output_names, write_new
+from .outputs import check_output_folder, output_names, write_new
 from .preprocess import ImageError, Prepared, image_files, normalise, prepare_file
 
 # The served overlays' method: Integrated Gradients works for every network (Grad-CAM needs a convolution, and on
@@ -143,8 +143,8 @@ def predict_files(predictor: Predictor, paths: list, top_k: int = 3, show_input:
     its ImageError as it happens. Every result has the same keys; `error` is None for the good ones.
 
     `show_input`: a folder for the 28x28 image the model saw; `explain`: a folder for an attribution card per image
-    (the model input beside the map of its predicted class). Both name a file after its image (outputs.py);
-    `explain` replaces an existing file only with `force`, and checks every name before any image is read.
+    (the model input beside the map of its predicted class). Both name a file after its image (outputs.py),
+    replace an existing file only with `force`, never an input image, and check every name before any image is read.
     """
     files = image_files(paths)
     names = output_names(files)
@@ -152,9 +152,9 @@ def predict_files(predictor: Predictor, paths: list, top_k: int = 3, show_input:
         if predictor.attribute is None:
             raise ConfigError("--explain needs the run's PyTorch model for its attribution maps; use --run RUN "
                               "instead of --onnx")
-        check_explain_folder(explain, names, files, force)
+        check_output_folder(explain, "--explain", names, files, force)
     if show_input:
-        make_folder(show_input, "--show-input")
+        check_output_folder(show_input, "--show-input", names, files, force)
     calibration = {"calibrated": predictor.temperature is not None, "temperature": predictor.temperature}
     results, named = [], list(zip(files, names))
     for start in range(0, len(files), batch_size):
@@ -177,7 +177,7 @@ def predict_files(predictor: Predictor, paths: list, top_k: int = 3, show_input:
                 continue
             name, p, probs = by_file[f]
             if show_input:
-                (Path(show_input) / name).write_bytes(p.png())
+                write_new(Path(show_input) / name, p.png(), force, "--show-input")
             results.append({"file": str(f), "negated": p.negated, "top": predictor.top(probs, top_k), "error": None,
                             **calibration})
     return results
