@@ -38,14 +38,15 @@ def test_side_by_side_runs_are_the_runs_trained_in_process(tmp_path, fmnist):
 
 
 def test_a_failed_run_names_its_log_and_stops_the_rest(tmp_path):
-    bad = job("bad", tmp_path, init_from=str(tmp_path / "no-such-run"))
+    jobs = [job("bad", tmp_path, init_from=str(tmp_path / "no-such-run")), job("endless", tmp_path, epochs=100_000)]
     with pytest.raises(RunError) as err:
-        train_side_by_side([bad, job("slow", tmp_path, epochs=400)], tmp_path, tmp_path / "logs", 2,
-                           lambda j, run: None)
+        train_side_by_side(jobs, tmp_path, tmp_path / "logs", 2, lambda j, run: None)
     message = str(err.value)
     assert message.startswith("bad-s0 failed (exit ") and message.endswith(f"its log: {tmp_path / 'logs'}/bad-s0.log")
     assert "\n" not in message and "no-such-run" in message
-    assert not open_run("slow-s0", tmp_path).finished  # stopped with its progress saved, not left running
+    assert all(j.process.poll() is not None for j in jobs)  # the other run was stopped, not left training
+    endless = tmp_path / "endless-s0"
+    assert not endless.exists() or not open_run(endless).finished
 
 
 def test_ctrl_c_stops_every_run_resumably(tmp_path):
