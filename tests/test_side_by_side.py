@@ -38,7 +38,7 @@ def test_side_by_side_runs_are_the_runs_trained_in_process(tmp_path, fmnist):
 
 
 def test_a_failed_run_names_its_log_and_stops_the_rest(tmp_path):
-    jobs = [job("bad", tmp_path, init_from=str(tmp_path / "no-such-run")), job("endless", tmp_path, epochs=100_000)]
+    jobs = [job("bad", tmp_path, init_from=str(tmp_path / "no-such-run")), job("endless", tmp_path, epochs=10_000)]
     with pytest.raises(RunError) as err:
         train_side_by_side(jobs, tmp_path, tmp_path / "logs", 2, lambda j, run: None)
     message = str(err.value)
