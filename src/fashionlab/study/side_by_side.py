@@ -112,7 +112,7 @@ def train_side_by_side(jobs: list[Job], root: Path, logs: Path, at_once: int, on
 def _start(job: Job, root: Path, logs: Path) -> None:
     how = "resuming" if job.resume is not None else "training"
     print(f"[study] {job.name}: {how} {job.label} (beside others; log: {logs / f'{job.name}.log'})", file=sys.stderr)
-    with open(logs / f"{job.name}.log", "w") as log:
+    with open(logs / f"{job.name}.log", "a" if job.resume is not None else "w") as log:  # a resumed run's log goes on
         job.process = subprocess.Popen(job.command(root), stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
                                        start_new_session=True,  # a Ctrl-C reaches it once, from _stop
