@@ -153,19 +153,25 @@ def _train_beside(exps: list[Experiment], seeds: int, root: Path, logs: Path, da
                             resume=existing.path if action == "resume" else None,
                             overwrite=action == "train" and existing is not None,
                             estimate=progress.share(exp.key)))
+    progress.beside = True
     runs.update(train_side_by_side(jobs, root, logs, at_once, lambda job, run: progress.finished(job.key)))
+    progress.beside = False
     return {exp.key: [runs[experiment_config(exp, seed, data_dir, root).name] for seed in range(seeds)]
             for exp in exps}
 
 
 class _Progress:
-    """The study's progress lines: after each run, the time so far and the time left at the pace measured so far."""
+    """The study's progress lines: after each run, the time so far and the time left at the pace measured so far.
+
+    Runs side by side finish out of step with their estimates (a short one ends while a long one is half done), so
+    the pace is measured only from the end of that phase on (`beside` is True during it)."""
 
     def __init__(self, todo: dict[str, float], seeds: int):
         self.start = time.perf_counter()
         self.per_run = {key: seconds / seeds for key, seconds in todo.items()}  # wall seconds of one seed's run
         self.runs_left = {key: seeds for key in todo}
         self.done_estimate = 0.0
+        self.beside = False
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -179,12 +185,9 @@ class _Progress:
         self.runs_left[key] -= 1
         self.done_estimate += self.per_run[key]
         left = sum(self.per_run[k] * n for k, n in self.runs_left.items())
-        _progress(self.elapsed(), self.done_estimate, left, sum(1 for n in self.runs_left.values() if n))
-
-
-def _progress(elapsed: float, done_estimate: float, left_estimate: float, left: int) -> None:
-    """One line after each experiment: time so far, and the time left at the pace measured so far."""
-    # the pace measured here corrects the estimates once enough has run to measure it (short runs are mostly set-up)
-    pace = elapsed / done_estimate if done_estimate > 60 else 1.0
-    tail = f"; about {duration(left_estimate * pace)} to go ({left} experiment(s) left)" if left else ""
-    print(f"[study] {duration(elapsed)} so far{tail}", file=sys.stderr)
+        experiments = sum(1 for n in self.runs_left.values() if n)
+        # the pace corrects the estimates once enough has run to measure it (short runs are mostly set-up)
+        measured = self.done_estimate > 60 and not self.beside
+        pace = self.elapsed() / self.done_estimate if measured else 1.0
+        tail = f"; about {duration(left * pace)} to go ({experiments} experiment(s) left)" if experiments else ""
+        print(f"[study] {duration(self.elapsed())} so far{tail}", file=sys.stderr)
