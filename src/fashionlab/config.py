@@ -35,6 +35,14 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 RETIRED = {"cutmix": 0.0, "mixup": 0.0, "low_res_size": 0, "low_res_epochs": 0, "sam_rho": 0.0, "sam_from": 0.0}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def setting(default, help: str, *, low=None, high=None, above=None, below=None, choices=None, flag: bool = True,
             more: str = ""):
     """A RunConfig field with its checks: `low`/`high` inclusive bounds, `above`/`below` exclusive ones, `choices`

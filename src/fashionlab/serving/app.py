@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..config import usable_cores
 from ..errors import ConfigError, FashionlabError
 from .predict import Predictor, load_onnx_predictor, load_torch_predictor
 from .preprocess import MAX_DECODE_BYTES, MAX_PIXELS, ImageError, open_image, prepare
@@ -60,13 +61,6 @@ SECURITY_HEADERS = {
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # FastAPI's /docs and /redoc pages load their scripts from a CDN and run an inline one: only framing is forbidden.
 DOCS_CSP = "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def page_csp(page: str) -> str:
@@ -155,7 +149,7 @@ def _error(code: str, detail: str, file: str | None = None) -> JSONResponse:
 
 
 def create_app(predictor: Predictor, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    light = anyio.CapacityLimiter(_cores())
+    light = anyio.CapacityLimiter(usable_cores())
     heavy = concurrent.futures.ThreadPoolExecutor(1, "heavy-decode", initializer=_lower_priority)
     heavy_waiting = 0  # requests on the heavy lane, decoding or queued
 

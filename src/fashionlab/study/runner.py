@@ -110,15 +110,15 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     exps, todo, at_once = plan_study(preset, seeds, root, data_dir, budget_seconds)
     unique = list({x.key: x for x in exps}.values())
     beside = [x for x in unique if at_once[x.key] > 1]
-    together = f"; {len(beside)} of them {min(at_once[x.key] for x in beside)} at a time" if beside else ""
+    beside_width = min((at_once[x.key] for x in beside), default=1)
+    together = f"; {len(beside)} of them {beside_width} at a time" if beside else ""
     print(f"[study] {len(todo)} experiment(s) to train ({seeds} seed(s) each{together}), estimated "
           f"{duration(sum(todo.values()))} on this CPU ({cpu_name()}, {torch.get_num_threads()} threads)",
           file=sys.stderr)
     progress = _Progress(todo, seeds)
     trained: dict[str, list[Run]] = {}
     if beside:
-        trained.update(_train_beside(beside, seeds, root, out / "logs", data_dir, min(at_once[x.key] for x in beside),
-                                     progress))
+        trained.update(_train_beside(beside, seeds, root, out / "logs", data_dir, beside_width, progress))
     entries = []
     for exp in exps:
         if exp.key not in trained:
@@ -138,10 +138,11 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
 def _train_beside(exps: list[Experiment], seeds: int, root: Path, logs: Path, data_dir, at_once: int,
                   progress: _Progress) -> dict[str, list[Run]]:
     """Every seed's run of `exps`, `at_once` of them training at a time; finished ones reused."""
-    runs, jobs = {}, []
+    runs, jobs, names = {}, [], {}
     for exp in exps:
         for seed in range(seeds):
             config = experiment_config(exp, seed, data_dir, root)
+            names.setdefault(exp.key, []).append(config.name)
             action, existing = _decision(config, root)
             if action == "reuse":
                 print(f"[study] {config.name}: finished earlier, reused", file=sys.stderr)
@@ -154,10 +155,11 @@ def _train_beside(exps: list[Experiment], seeds: int, root: Path, logs: Path, da
                             overwrite=action == "train" and existing is not None,
                             estimate=progress.share(exp.key)))
     progress.beside = True
-    runs.update(train_side_by_side(jobs, root, logs, at_once, lambda job, run: progress.finished(job.key)))
-    progress.beside = False
-    return {exp.key: [runs[experiment_config(exp, seed, data_dir, root).name] for seed in range(seeds)]
-            for exp in exps}
+    try:
+        runs.update(train_side_by_side(jobs, root, logs, at_once, lambda job, run: progress.finished(job.key)))
+    finally:
+        progress.beside = False
+    return {key: [runs[name] for name in run_names] for key, run_names in names.items()}
 
 
 class _Progress:

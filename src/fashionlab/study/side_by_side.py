@@ -1,6 +1,6 @@
 """The study's small experiments trained side by side, each a `fashionlab train` process of its own.
 
-The paper's MLPs are too small to keep two cores busy: one of them trains ~1.6x faster on two threads than on
+The paper's MLPs are too small to keep two cores busy: one of them trains only ~1.3x faster on two threads than on
 one, so two single-thread runs at once finish ~1.6x sooner than the same runs one after another on two threads.
 Experiments whose settings ask for a fixed number of threads on a CPU run this way, as many at once as the
 machine's cores allow; the rest (the CNN rows) train one at a time in the study's own process, on every core.
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import RunConfig, train_command
+from ..config import RunConfig, train_command, usable_cores
 from ..errors import RunError
 from ..runs import Run, open_run
 from ..training.loop import Interrupted
@@ -32,10 +32,6 @@ from ..training.precision import resolve_device
 
 POLL_SECONDS = 0.2
 STOP_GRACE_SECONDS = 30  # a run stops after its current step; a slow evaluation can hold it this long
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def width(config: RunConfig) -> int:
