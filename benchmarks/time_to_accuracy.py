@@ -31,7 +31,13 @@ from fashionlab.models import create_model, flops_per_image
 from fashionlab.models.winograd import use_winograd
 from fashionlab.recipes import TARGETS, recipe_settings
 from fashionlab.training.loop import train
-from fashionlab.training.precision import choose_precision, prepare_model, uses_winograd
+from fashionlab.training.precision import (
+    bf16_supported,
+    choose_precision,
+    prepare_model,
+    resolve_device,
+    uses_winograd,
+)
 
 SEEDS = {"fast": 5, "mlp": 5, "standard": 3, "best": 1}
 
@@ -126,6 +132,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="", help="RECIPE=DURATION,...: train those recipes to a time budget")
     args = parser.parse_args()
     budgets = dict(item.split("=", 1) for item in args.budgets.split(",") if item)
+    bf16 = bf16_supported(resolve_device(args.device))  # which of a recipe's time targets applies here
     torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
@@ -144,8 +151,8 @@ def main() -> None:
             results = [run_recipe(name, seed, root, data, overrides, device=args.device)
                        for seed in range(args.first_seed, args.first_seed + seeds)]
             flops = training_flops_per_image(recipe_settings(name))
-            target_acc, target_s = TARGETS[name]
-            label = f"{name} (target ≥ {target_acc:.1%} in ≤ {target_s} s)"
+            target = TARGETS[name]
+            label = f"{name} (target ≥ {target.accuracy:.1%} in ≤ {target.time_target(bf16)} s)"
             if name in budgets:
                 label += f", trained to a {budgets[name]} budget ({results[0]['epochs']:.2f} epochs)"
             print(summarise(label, results, flops), flush=True)

@@ -44,6 +44,7 @@ from ..data import (
 from ..errors import ConfigError, FashionlabError, RunError, TrainingDiverged
 from ..evaluation import classification_metrics, loss_and_accuracy, predict_proba
 from ..models import count_parameters, create_model
+from ..recipes import TARGETS
 from ..runs import NewRun, Run, is_writer, open_run, record_resumed_settings, resume_config
 from . import distributed
 from .batchnorm import has_batchnorm, recalibrate_batchnorm
@@ -451,10 +452,12 @@ def _train(config: RunConfig, run: Run, resume: bool, data, show_progress, on_ep
     else:
         precision = plan.precision if plan is not None else choose_precision(
             config.precision, model, device, config.batch_size, config.winograd)
-        if config.recipe and device.type == "cpu" and not bf16_supported(device):
-            # the recipes' time targets assume bf16 products; say why a run takes 2-3x that
-            _log("this CPU has no bf16 matrix products (AVX512-BF16 or AMX), so the recipe trains in fp32, "
-                 "2-3x slower than its time target (docs/RESULTS.md has the figures per CPU)")
+        if config.recipe in TARGETS and device.type == "cpu" and not bf16_supported(device):
+            # a recipe's time differs by CPU class: say which target applies here, and why
+            target = TARGETS[config.recipe]
+            _log(f"this CPU has no bf16 matrix products (AVX512-BF16 or AMX), so `{config.recipe}` trains in fp32: "
+                 f"its time target here is {target.seconds_fp32} s ({target.seconds} s with bf16 products; "
+                 "docs/RESULTS.md has the figures per CPU)")
     prepare_convolutions(model, precision, device, config.winograd)
     run.set_status("running", precision=precision)
     precision = distributed.from_main(precision)
