@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 DATA_DIR := /usr/share/datasets/fashion-mnist
 # Large freed buffers are otherwise returned to the OS and faulted in again every step (10-20% of a step).
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000
@@ -16,8 +17,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
+
+# The test tools only where tests or the linter run: `make study` does without them.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(TEST_STAMP)
 
 # The data set comes from Debian's package when apt-get is usable; otherwise fashionlab downloads it.
 data:
@@ -40,10 +46,10 @@ system-deps: data
 study: setup
 	$(BIN)/fashionlab study --preset quick --out out/study
 
-test: setup system-deps
+test: setup $(TEST_STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-lint: setup
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: setup
