@@ -13,7 +13,11 @@ import time
 
 import torch
 
+from fashionlab.malloc import keep_freed_memory
 from fashionlab.training.precision import bf16_supported
+
+# every benchmark imports this module: its figures are taken with the malloc settings `fashionlab` runs with
+keep_freed_memory()
 
 
 def cpu_name() -> str:
