@@ -66,16 +66,39 @@ def test_it_is_used_where_it_pays(c, k, h, compiled, torch_ops):
         assert torch.equal(conv(x), direct) != torch_ops
 
 
-def test_without_gradients_the_layer_is_the_direct_convolution():
+def test_without_gradients_only_wide_layers_on_large_maps_use_it():
     torch.manual_seed(0)
     conv = nn.Conv2d(128, 128, 3, padding=1)
     x = torch.randn(4, 128, 10, 10)
     direct = conv(x)
     use_winograd(conv)
     with torch.no_grad():
-        assert torch.equal(conv(x), direct)
+        assert torch.equal(conv(x), direct)  # a forward pass alone does not gain on 10x10 maps
     assert not torch.equal(conv(x), direct)  # with gradients: Winograd, equal to ~1e-6
     torch.testing.assert_close(conv(x), direct, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(native.library() is None, reason="forward passes alone use Winograd with the compiled transforms")
+def test_without_gradients_a_large_batch_goes_through_in_slices(monkeypatch):
+    from fashionlab.models import winograd
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(128, 128, 3, padding=1)
+    x = torch.randn(7, 128, 14, 14).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        direct = conv(x)
+        use_winograd(conv)
+        whole = conv(x)
+        slices = []
+        real = winograd._forward
+        monkeypatch.setattr(winograd, "_forward", lambda x, w, b: slices.append(len(x)) or real(x, w, b))
+        monkeypatch.setattr(winograd, "FORWARD_SLICE_BYTES", 3 * 36 * 16 * 128 * 4)  # three images' tiles
+        sliced = conv(x)
+    assert slices == [3, 3, 1]
+    assert not torch.equal(whole, direct)  # Winograd ran
+    torch.testing.assert_close(whole, direct, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sliced, whole, rtol=0, atol=0)
+    assert sliced.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("winograd", [True, False])

@@ -50,6 +50,11 @@ _MATRICES: dict = {}
 COMPILED_RULES = ((64 * 64, 4), (32 * 64, 28))
 TORCH_RULES = ((128 * 128, 4), (64 * 64, 28))
 MIN_CHANNEL_PRODUCT = min(product for product, _ in COMPILED_RULES + TORCH_RULES)
+# A forward pass alone (evaluation) saves only the forward's products, so fewer layers gain: with the compiled
+# transforms and the Makefile's malloc settings, the paper's CNN's 128x128 on 28x28 and 128x256 and 256x256 on 14x14
+# maps take ~1.5x less time (benchmarks/winograd_sweep.py --forward-only; docs/EXPERIMENTS.md).
+FORWARD_RULES = ((128 * 128, 14),)
+FORWARD_SLICE_BYTES = 64 << 20
 
 def _matrices(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     key = (dtype, device)
@@ -63,21 +68,27 @@ def _tiles(n: int) -> int:
     return -(-n // OUT)
 
 
+def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    """The convolution's output (channels_last), with what its backward pass reuses: the transformed input
+    tiles v, the transformed filters u and the transforms that ran."""
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    _, gk, _ = _matrices(x.dtype, x.device)
+    transforms = _NATIVE if _native_fits(x, k) else _TORCH
+    v = transforms.input(x.permute(0, 2, 3, 1), n, h, w, c)  # NHWC view: no copy for channels_last
+    u = (gk @ weight.reshape(k * c, 9).T).view(TILE * TILE, k, c).transpose(1, 2).contiguous()
+    m = torch.bmm(v, u)  # 36, p, k
+    return transforms.output(m, bias, n, h, w, k).permute(0, 3, 1, 2), v, u, transforms
+
+
 class _WinogradConv3x3(torch.autograd.Function):
     """Stride 1, padding 1, no groups or dilation; input N,C,H,W in any memory format, output channels_last."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        n, c, h, w = x.shape
-        k = weight.shape[0]
-        _, gk, _ = _matrices(x.dtype, x.device)
-        transforms = _NATIVE if _native_fits(x, k) else _TORCH
-        v = transforms.input(x.permute(0, 2, 3, 1), n, h, w, c)  # NHWC view: no copy for channels_last
-        u = (gk @ weight.reshape(k * c, 9).T).view(TILE * TILE, k, c).transpose(1, 2).contiguous()
-        m = torch.bmm(v, u)  # 36, p, k
-        out = transforms.output(m, bias, n, h, w, k).permute(0, 3, 1, 2)  # channels_last
+        out, v, u, transforms = _forward(x, weight, bias)
         ctx.save_for_backward(v, u)
-        ctx.sizes = (n, c, h, w, k)
+        ctx.sizes = (*x.shape, weight.shape[0])  # n, c, h, w, k
         ctx.has_bias = bias is not None
         ctx.transforms = transforms
         return out
@@ -221,23 +232,42 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return _WinogradConv3x3.apply(x, weight, bias)
 
 
+def winograd_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The same without gradients (evaluation), in slices of images: an evaluation batch of 1,000 would need ~1 GB
+    of tiles at once; slices keep each layer's tile buffers near FORWARD_SLICE_BYTES and reuse them."""
+    n, c, h, w = x.shape
+    per_image = TILE * TILE * _tiles(h) * _tiles(w) * max(c, weight.shape[0]) * x.element_size()
+    size = max(1, FORWARD_SLICE_BYTES // per_image)
+    if n <= size:
+        return _forward(x, weight, bias)[0]
+    out = torch.cat([_forward(x[i:i + size], weight, bias)[0] for i in range(0, n, size)])
+    return out.contiguous(memory_format=torch.channels_last)  # a no-op: the slices are channels_last
+
+
 class WinogradConv2d(nn.Conv2d):
-    """An nn.Conv2d (same parameters and state dict) whose training steps in fp32 on a CPU use Winograd;
-    under autocast, on a GPU, where it would not pay (`pays`), without gradients (evaluation: its large batches would
-    need large tile buffers) and while exporting, it is the plain convolution."""
+    """An nn.Conv2d (same parameters and state dict) whose fp32 passes on a CPU use Winograd where it pays
+    (`pays`): training steps, and forward passes without gradients (evaluation) on its wide layers. Under autocast,
+    on a GPU and while exporting, it is the plain convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and pays(self, *x.shape[-2:])
-                and torch.is_grad_enabled()
+        if (x.device.type == "cpu" and x.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
                 and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export()):
-            return winograd_conv3x3(x, self.weight, self.bias)
+            training = torch.is_grad_enabled()
+            if pays(self, *x.shape[-2:], forward_only=not training):
+                convolve = winograd_conv3x3 if training else winograd_forward
+                return convolve(x, self.weight, self.bias)
         return super().forward(x)
 
 
-def pays(conv: nn.Conv2d, height: int, width: int) -> bool:
-    """For an fp32 CPU training step of an eligible convolution on height x width maps."""
-    rules = COMPILED_RULES if _compiled(conv.in_channels, conv.out_channels) else TORCH_RULES
+def pays(conv: nn.Conv2d, height: int, width: int, forward_only: bool = False) -> bool:
+    """For an fp32 CPU pass of an eligible convolution on height x width maps: a training step, or a forward pass
+    alone (evaluation), where only wide layers gain and only with the compiled transforms."""
+    compiled = _compiled(conv.in_channels, conv.out_channels)
+    if forward_only:
+        rules = FORWARD_RULES if compiled else ()
+    else:
+        rules = COMPILED_RULES if compiled else TORCH_RULES
     product, size = conv.in_channels * conv.out_channels, min(height, width)
     return any(product >= least and size >= side for least, side in rules)
 
