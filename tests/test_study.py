@@ -110,3 +110,33 @@ def test_a_study_budget_too_small_says_the_least_that_works_as_a_duration():
         fit_to_budget(configs, ("cnn", "cnn_aug"), estimates, 300, seeds=1)
     # 97% of 30 min less the ANN's 10 min leaves 3.82 times the CNN rows' 5 min
     assert fit_to_budget(configs, ("cnn", "cnn_aug"), estimates, 1800, seeds=1) == {"cnn": 3.82, "cnn_aug": 3.82}
+
+
+@pytest.mark.parametrize("has_bf16, minutes", [(False, 27), (True, 17)])
+def test_the_quick_study_takes_its_own_time_for_the_cpu_class(monkeypatch, has_bf16, minutes):
+    from fashionlab.study import runner
+
+    monkeypatch.setattr(runner, "bf16_supported", lambda device: has_bf16)
+    assert runner.default_budget("quick") == 60 * minutes
+    assert runner.default_budget("paper") is None and runner.default_budget("test") is None  # their own epochs
+
+
+def test_a_budgeted_plan_is_kept_so_that_the_same_study_resumes_its_runs(tmp_path):
+    from fashionlab.study.runner import _budget_epochs
+
+    saved = tmp_path / "budget.json"
+    fits = iter([{"cnn": 1.1, "cnn_aug": 1.3}, {"cnn": 1.2, "cnn_aug": 1.4}, {"cnn": 2.0, "cnn_aug": 2.3},
+                 {"cnn": 0.5, "cnn_aug": 0.6}])
+    first = _budget_epochs(saved, 1620, 1, lambda: next(fits))
+    assert first == {"cnn": 1.1, "cnn_aug": 1.3}
+    assert _budget_epochs(saved, 1620, 1, lambda: next(fits)) == first  # the machine's speed moved: same plan
+    assert _budget_epochs(saved, 1620, 2, lambda: next(fits)) == {"cnn": 1.2, "cnn_aug": 1.4}  # other seeds: refit
+    assert _budget_epochs(saved, 3600, 2, lambda: next(fits)) == {"cnn": 2.0, "cnn_aug": 2.3}  # other budget
+    saved.write_text("{not json")
+    assert _budget_epochs(saved, 3600, 2, lambda: next(fits)) == {"cnn": 0.5, "cnn_aug": 0.6}  # unreadable: refit
+
+
+def test_the_differences_from_the_paper_show_the_epochs_the_runs_trained():
+    rows = {row[0]: row for row in preset_differences("quick", "paper", {"cnn": 1.09})}
+    assert "epochs 1.09" in rows["cnn (CNN)"][1] and "epochs 30" in rows["cnn (CNN)"][2]
+    assert "epochs 1.4" in rows["cnn_aug (CNN (data aug))"][1]  # no size given: the preset's own

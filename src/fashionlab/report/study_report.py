@@ -51,7 +51,7 @@ def build_study_report(entries: list[Entry], out: str | Path, preset: str, seeds
     summary = report.section("Table 1: Key metrics")
     add_table1(summary, table1 + early)
     if preset != "paper":
-        rows = preset_differences(preset, "paper")
+        rows = preset_differences(preset, "paper", {e.key: e.run.config().epochs for e in entries})
         summary.text(f"How preset '{preset}' differs from 'paper' (everything else is identical): "
                      f"{PRESETS[preset]['about']}.")
         summary.table(f"Settings of '{preset}' that differ from 'paper'", ["Run", preset, "paper"], rows)

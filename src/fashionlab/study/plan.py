@@ -111,15 +111,18 @@ PRESETS = {
               "architectures": {"epochs": 15},
               "about": "the paper's epoch counts (30/30/60/30/60) on all 50,000 training images"},
     # quick (the default): every ANN experiment at the paper's own epochs (an epoch costs 1-3 s), the CNN rows on
-    # all 50,000 images for as long as ~30 minutes allow on a 2-core CPU without bf16 products (a CNN epoch costs
-    # ~6 min there in fp32, ~2 min with AMX), with SHORT_CNN's optimizer and schedule; nothing beyond the paper.
-    # `--budget 45m` scales the CNN rows' epochs to the time given.
+    # all 50,000 images for the time left, with SHORT_CNN's optimizer and schedule; nothing beyond the paper.
+    # `minutes`: the study's runs take this long by default on this CPU class, the CNN rows' epochs (in the ratio
+    # 1.2 : 1.4) sized to fit; with setting up a fresh clone (~1.5 min) and writing the report (~1 min), `make study`
+    # ends within 20 minutes on a 2-core CPU with bf16 products (or a GPU) and within 30 without (AVX2 only), where
+    # a CNN epoch costs ~2 and ~7 minutes. `--budget 45m` gives the study another time.
     "quick": {"epochs": {"ann": 30, "ann_aug": 60, "cnn": 1.2, "cnn_aug": 1.4, "early_stop": 60, "tuned": 10},
               "patience": 5, "ann": PAPER_ANN, "cnn": SHORT_CNN, "recipes": (), "architectures": None,
-              "scaled": ("cnn", "cnn_aug"),
-              "about": "the ANN experiments at the paper's epochs; the CNN rows 1.2 and 1.4 epochs (not 30 and 60), "
-                       "trained with Muon and a one-cycle learning rate (not Adam at a constant 1e-3); nothing "
-                       "beyond the paper (no recipes, no ResNet, GoogLeNet or ViT)"},
+              "scaled": ("cnn", "cnn_aug"), "minutes": {"bf16": 17, "fp32": 27},
+              "about": "the ANN experiments at the paper's epochs; the CNN rows for the time left (27 minutes in "
+                       "all without bf16 products, 17 with them: about 1.1 and 1.3 epochs on a 2-core AVX2 CPU, not "
+                       "30 and 60), trained with Muon and a one-cycle learning rate (not Adam at a constant 1e-3); "
+                       "nothing beyond the paper (no recipes, no ResNet, GoogLeNet or ViT)"},
     # test: NOT for results - a tiny study (a few hundred images, 1 epoch) for the test suite.
     "test": {"epochs": {"ann": 1, "ann_aug": 1, "cnn": 1, "cnn_aug": 1, "early_stop": 3, "tuned": 1},
              "patience": 1, "hidden": True, "recipes": ("fast",), "scaled": ("cnn", "cnn_aug"),
@@ -150,8 +153,9 @@ def experiment_config(exp: Experiment, seed: int, data_dir=None, root=None) -> R
     return RunConfig.from_dict(settings)
 
 
-def preset_differences(a: str = "quick", b: str = "paper") -> list[list[str]]:
-    """Rows [run, its settings in preset a, the same settings in b] for every run whose config differs."""
+def preset_differences(a: str = "quick", b: str = "paper", epochs: dict | None = None) -> list[list[str]]:
+    """Rows [run, its settings in preset a, the same settings in b] for every run whose config differs; `epochs`
+    {key: epochs} gives the epochs a's runs were trained for where a budget sized them."""
     rows = []
     plan_b = {(x.key, x.group): x for x in experiments(b)}
     seen = set()
@@ -160,6 +164,8 @@ def preset_differences(a: str = "quick", b: str = "paper") -> list[list[str]]:
             continue
         seen.add(x.key)
         sa, sb = experiment_config(x, 0).to_dict(), experiment_config(plan_b[(x.key, x.group)], 0).to_dict()
+        if epochs and x.key in epochs:
+            sa["epochs"] = epochs[x.key]
         keys = [k for k in sa if sa[k] != sb[k] and (_applies(k, sa) or _applies(k, sb))]
         if keys:
             show = lambda s, keys=keys: ", ".join(f"{k} {_shown(k, s)}" for k in keys)

@@ -5,6 +5,7 @@ unfinished one resumes from its checkpoint. Then it writes OUT/report.html.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
@@ -14,10 +15,12 @@ import torch
 
 from ..data import load_fashion_mnist
 from ..errors import ConfigError, FashionlabError
+from ..parsing import duration_text
 from ..report import Entry, build_study_report, cpu_name
-from ..runs import Run, open_run
+from ..runs import Run, open_run, write_atomic
 from ..tables import duration
 from ..training.loop import train
+from ..training.precision import bf16_supported, resolve_device
 from .estimate import Estimates, fit_to_budget
 from .findings import check_findings
 from .plan import PRESETS, Experiment, experiment_config, experiments
@@ -65,9 +68,18 @@ def _existing(config, root: Path) -> Run | None:
         return None
 
 
-def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_seconds: float | None = None):
+def default_budget(preset: str) -> float | None:
+    """The preset's own time for the study's runs on this machine's class (seconds), or None for fixed epochs."""
+    minutes = PRESETS.get(preset, {}).get("minutes")  # an unknown preset: plan_study says so
+    if minutes is None:
+        return None
+    return 60 * minutes["bf16" if bf16_supported(resolve_device("auto")) else "fp32"]
+
+
+def plan_study(preset: str, seeds: int, out: Path, data_dir=None, budget_seconds: float | None = None):
     """(experiments, wall seconds per key still to train, how many runs of each key train at once): the preset's
     plan, its CNN rows resized to `budget_seconds` when given, each run not yet finished timed on this machine."""
+    root = out / "runs"
     exps = experiments(preset)
     unique = {x.key: x for x in exps}
     configs = {k: experiment_config(x, 0, data_dir, root) for k, x in unique.items()}
@@ -76,7 +88,8 @@ def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_second
     for key, config in configs.items():
         estimates.add(key, config, at_once[key])
     if budget_seconds is not None:
-        epochs = fit_to_budget(configs, PRESETS[preset].get("scaled", ()), estimates, budget_seconds, seeds)
+        epochs = _budget_epochs(out / BUDGET_FILE, budget_seconds, seeds, lambda: fit_to_budget(
+            configs, PRESETS[preset].get("scaled", ()), estimates, budget_seconds, seeds))
         for x in exps:
             if x.key in epochs:
                 x.settings = {**x.settings, "epochs": epochs[x.key]}
@@ -88,6 +101,25 @@ def plan_study(preset: str, seeds: int, root: Path, data_dir=None, budget_second
     return exps, todo, at_once
 
 
+BUDGET_FILE = "budget.json"
+
+
+def _budget_epochs(saved: Path, budget_seconds: float, seeds: int, fit) -> dict[str, float]:
+    """The CNN rows' epochs for this budget: fitted (`fit()`) the first time and kept in OUT/budget.json, so that the
+    same study run again (resumed after an interruption) plans the same runs and reuses or resumes them, whatever
+    this machine's speed does meanwhile. Another budget or seed count fits again."""
+    try:
+        plan = json.loads(saved.read_text())
+        if plan["budget_seconds"] == budget_seconds and plan["seeds"] == seeds:
+            return {key: float(value) for key, value in plan["epochs"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # none yet, or unreadable: fit anew
+    epochs = fit()
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(saved, json.dumps({"budget_seconds": budget_seconds, "seeds": seeds, "epochs": epochs}, indent=1))
+    return epochs
+
+
 def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int = 1, data_dir=None,
               show_progress=None, command: str | None = None, extra_sections=(),
               budget_seconds: float | None = None) -> Path:
@@ -96,7 +128,8 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     Before training, the study times each network here and prints how long it will take; after each run it prints
     how far it is and an estimate of the time left. The experiments that fix their threads (the paper's MLPs, one
     thread each) train side by side first (side_by_side.py), then the others one at a time on every core.
-    `budget_seconds` sizes the CNN rows to the time given (`fashionlab study --budget 45m`: parsing.parse_duration).
+    `budget_seconds` sizes the CNN rows to the time given (`fashionlab study --budget 45m`: parsing.parse_duration);
+    without it a preset with `minutes` sizes them to its own time for this CPU class (default_budget).
     `extra_sections`: callables `f(report)` adding sections (e.g. report.add_runs_section)."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -107,7 +140,9 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     data = load_fashion_mnist(data_dir)
     command = command or shlex.join(["fashionlab", "study", "--preset", preset, "--seeds", str(seeds),
                                      "--out", str(out)])
-    exps, todo, at_once = plan_study(preset, seeds, root, data_dir, budget_seconds)
+    if budget_seconds is None:
+        budget_seconds = default_budget(preset)
+    exps, todo, at_once = plan_study(preset, seeds, out, data_dir, budget_seconds)
     unique = list({x.key: x for x in exps}.values())
     beside = [x for x in unique if at_once[x.key] > 1]
     beside_width = min((at_once[x.key] for x in beside), default=1)
@@ -115,6 +150,10 @@ def run_study(preset: str = "quick", out: str | Path = "out/study", seeds: int =
     print(f"[study] {len(todo)} experiment(s) to train ({seeds} seed(s) each{together}), estimated "
           f"{duration(sum(todo.values()))} on this CPU ({cpu_name()}, {torch.get_num_threads()} threads)",
           file=sys.stderr)
+    if budget_seconds is not None:
+        sized = [f"{x.key} {x.settings['epochs']:g}" for x in unique if x.key in PRESETS[preset].get("scaled", ())]
+        print(f"[study] a budget of {duration_text(budget_seconds)} for the runs: epochs sized to it here: "
+              f"{', '.join(sized)} (another time: --budget)", file=sys.stderr)
     progress = _Progress(todo, seeds)
     trained: dict[str, list[Run]] = {}
     if beside:
