@@ -115,12 +115,12 @@ PRESETS = {
     # `minutes`: the study's runs take this long by default on this CPU class, the CNN rows' epochs (in the ratio
     # 1.2 : 1.4) sized to fit; with setting up a fresh clone (~1.5 min) and writing the report (~1 min), `make study`
     # ends within 20 minutes on a 2-core CPU with bf16 products (or a GPU) and within 30 without (AVX2 only), where
-    # a CNN epoch costs ~2 and ~7 minutes. `--budget 45m` gives the study another time.
+    # a CNN epoch costs ~2 and ~6 minutes. `--budget 45m` gives the study another time.
     "quick": {"epochs": {"ann": 30, "ann_aug": 60, "cnn": 1.2, "cnn_aug": 1.4, "early_stop": 60, "tuned": 10},
               "patience": 5, "ann": PAPER_ANN, "cnn": SHORT_CNN, "recipes": (), "architectures": None,
               "scaled": ("cnn", "cnn_aug"), "minutes": {"bf16": 17, "fp32": 27},
               "about": "the ANN experiments at the paper's epochs; the CNN rows for the time left (27 minutes in "
-                       "all without bf16 products, 17 with them: about 1.1 and 1.3 epochs on a 2-core AVX2 CPU, not "
+                       "all without bf16 products, 17 with them: 1.25 and 1.46 epochs on a 2-core AVX2 CPU, not "
                        "30 and 60), trained with Muon and a one-cycle learning rate (not Adam at a constant 1e-3); "
                        "nothing beyond the paper (no recipes, no ResNet, GoogLeNet or ViT)"},
     # test: NOT for results - a tiny study (a few hundred images, 1 epoch) for the test suite.

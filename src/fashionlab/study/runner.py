@@ -68,6 +68,9 @@ def _existing(config, root: Path) -> Run | None:
         return None
 
 
+BUDGET_FILE = "budget.json"  # OUT/budget.json: the CNN rows' epochs fitted to a budget (_budget_epochs)
+
+
 def default_budget(preset: str) -> float | None:
     """The preset's own time for the study's runs on this machine's class (seconds), or None for fixed epochs."""
     minutes = PRESETS.get(preset, {}).get("minutes")  # an unknown preset: plan_study says so
@@ -99,9 +102,6 @@ def plan_study(preset: str, seeds: int, out: Path, data_dir=None, budget_seconds
     todo = {k: seeds * estimates.wall[k] for k, x in unique.items()
             if not all(_finished_already(experiment_config(x, s, data_dir, root), root) for s in range(seeds))}
     return exps, todo, at_once
-
-
-BUDGET_FILE = "budget.json"
 
 
 def _budget_epochs(saved: Path, budget_seconds: float, seeds: int, fit) -> dict[str, float]:
